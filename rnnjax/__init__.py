@@ -1,0 +1,17 @@
+"""rnnjax: recurrent neural networks in JAX as pure functions.
+
+    import jax, rnnjax
+    cell = rnnjax.cells.lstm(hidden_size=128)
+    params = cell.init(jax.random.key(0), input_size=16)
+    carry, ys = rnnjax.unroll(cell, params, xs)      # xs: [T, *batch, 16]
+
+The core (`rnnjax.cells`, `rnnjax.unroll`, `rnnjax.reference`) imports only
+JAX and NumPy; framework adapters live at the edge.
+"""
+
+from rnnjax import cells, reference
+from rnnjax.unrolling import sequence_mask, unroll
+
+__version__ = "0.1.0"
+
+__all__ = ["cells", "reference", "sequence_mask", "unroll", "__version__"]

@@ -1,0 +1,79 @@
+"""Gated recurrent unit (Cho et al. 2014), in the form flax, PyTorch and cuDNN use.
+
+Gates in the order r, z, n:
+
+    [u_r, u_z, u_n] = x_t W_x + b             [v_r, v_z, v_n] = h_{t-1} W_h
+    r_t = sigmoid(u_r + v_r)                  reset gate
+    z_t = sigmoid(u_z + v_z)                  update gate
+    n_t = tanh(u_n + r_t * (v_n + b_hn))      candidate (reset applied after the matmul)
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1},    y_t = h_t
+
+The reset gate multiplies `h_{t-1} W_hn + b_hn` after the matmul (cuDNN's
+form), which keeps the recurrent matmul one `[H, 3H]` product per step.
+
+Params: `w_x [I, 3H]`, `w_h [H, 3H]`, `b [3H]`, `b_hn [H]`.  Carry: `h [*batch, H]`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import reference
+from rnnjax.cells.cell import (
+    Cell,
+    check_dtype,
+    check_hidden_size,
+    check_input_size,
+    input_kernel,
+    recurrent_kernel,
+    spec_from_weight,
+    zeros_carry,
+)
+from rnnjax.cells.registry import register
+
+
+@register("gru", reference=reference.gru)
+def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
+    """GRU cell (see the module docstring for the equations).
+
+    Args:
+      hidden_size: H, the size of the state and the output.
+      dtype: parameter and state dtype.
+    """
+    hidden_size = check_hidden_size("gru", hidden_size)
+    dtype = check_dtype("gru", dtype)
+    H = hidden_size
+
+    def init(key, input_size):
+        input_size = check_input_size(input_size)
+        k_x, k_h = jax.random.split(key)
+        return {
+            "w_x": input_kernel(k_x, input_size, 3 * H, dtype),
+            "w_h": recurrent_kernel(k_h, H, 3, dtype),
+            "b": jnp.zeros(3 * H, dtype),
+            "b_hn": jnp.zeros(H, dtype),
+        }
+
+    def initial_carry(params, batch_shape=()):
+        return zeros_carry(params["w_h"].dtype, batch_shape, H)
+
+    def step(params, h, x):
+        u_r, u_z, u_n = jnp.split(x @ params["w_x"] + params["b"], 3, axis=-1)
+        v_r, v_z, v_n = jnp.split(h @ params["w_h"], 3, axis=-1)
+        r = jax.nn.sigmoid(u_r + v_r)
+        z = jax.nn.sigmoid(u_z + v_z)
+        n = jnp.tanh(u_n + r * (v_n + params["b_hn"]))
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        input_spec=spec_from_weight("w_x"),
+        name="gru",
+        hidden_size=H,
+        output_size=H,
+        config={"hidden_size": H, "dtype": dtype},
+    )

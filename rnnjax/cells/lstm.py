@@ -1,0 +1,89 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
+
+Gates in the order i, f, g, o, computed by one matmul of each input:
+
+    [a_i, a_f, a_g, a_o] = x_t W_x + h_{t-1} W_h + b
+    i_t = sigmoid(a_i)       input gate
+    f_t = sigmoid(a_f)       forget gate
+    g_t = tanh(a_g)          candidate cell
+    o_t = sigmoid(a_o)       output gate
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t),   y_t = h_t
+
+The forget-gate bias starts at 1.0 (Gers et al. 2000; Jozefowicz et al. 2015,
+"An Empirical Exploration of Recurrent Network Architectures"): the cell then
+remembers by default, which is what lets gradients survive long delays early
+in training. Other biases start at 0; `forget_bias` changes it.
+
+Params: `w_x [I, 4H]`, `w_h [H, 4H]`, `b [4H]`.  Carry: `LSTMState(h, c)`,
+each `[*batch, H]` (haiku's order; flax's `LSTMCell` carry is `(c, h)`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import reference
+from rnnjax.cells.cell import (
+    Cell,
+    check_dtype,
+    check_hidden_size,
+    check_input_size,
+    input_kernel,
+    recurrent_kernel,
+    spec_from_weight,
+    zeros_carry,
+)
+from rnnjax.cells.registry import register
+
+
+class LSTMState(NamedTuple):
+    """The LSTM carry: hidden state `h` and cell state `c`, each `[*batch, H]`."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+@register("lstm", reference=reference.lstm)
+def lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Cell:
+    """LSTM cell (see the module docstring for the equations).
+
+    Args:
+      hidden_size: H, the size of `h`, `c` and the output.
+      forget_bias: initial value of the forget-gate bias (default 1.0).
+      dtype: parameter and state dtype.
+    """
+    hidden_size = check_hidden_size("lstm", hidden_size)
+    dtype = check_dtype("lstm", dtype)
+    H = hidden_size
+
+    def init(key, input_size):
+        input_size = check_input_size(input_size)
+        k_x, k_h = jax.random.split(key)
+        b = jnp.zeros(4 * H, dtype).at[H : 2 * H].set(forget_bias)
+        return {"w_x": input_kernel(k_x, input_size, 4 * H, dtype), "w_h": recurrent_kernel(k_h, H, 4, dtype), "b": b}
+
+    def initial_carry(params, batch_shape=()):
+        zeros = zeros_carry(params["w_h"].dtype, batch_shape, H)
+        return LSTMState(h=zeros, c=zeros)
+
+    def step(params, carry, x):
+        a = x @ params["w_x"] + carry.h @ params["w_h"] + params["b"]
+        a_i, a_f, a_g, a_o = jnp.split(a, 4, axis=-1)
+        c = jax.nn.sigmoid(a_f) * carry.c + jax.nn.sigmoid(a_i) * jnp.tanh(a_g)
+        h = jax.nn.sigmoid(a_o) * jnp.tanh(c)
+        return LSTMState(h=h, c=c), h
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        input_spec=spec_from_weight("w_x"),
+        name="lstm",
+        hidden_size=H,
+        output_size=H,
+        config={"hidden_size": H, "forget_bias": forget_bias, "dtype": dtype},
+    )

@@ -1,0 +1,151 @@
+"""Hold `jax.grad` of `rnnjax.unroll` against the hand-written NumPy BPTT.
+
+`reference_agreement` runs one comparison and returns the relative error of
+every output and gradient leaf; `python -m rnnjax.gradcheck` prints the worst
+error per cell over a grid of sequence lengths, sizes and batch shapes, in
+float64 and float32.
+
+Relative error of a leaf: `max|autodiff - reference| / max|reference|`
+(the infinity norm of the difference over that of the truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnnjax import reference
+from rnnjax.cells import registry
+from rnnjax.unrolling import unroll
+
+
+def relative_error(got: Any, want: Any) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        raise ValueError(f"relative_error: shapes differ, {got.shape} vs {want.shape}")
+    if want.size == 0:
+        return 0.0
+    scale = np.max(np.abs(want))
+    diff = np.max(np.abs(got - want))
+    return float(diff / scale) if scale > 0 else float(diff)
+
+
+def random_problem(cell, *, T: int, batch_shape: tuple[int, ...], input_size: int, seed: int, lengths: bool):
+    """Random params (every bias non-zero), inputs, initial carry, cotangents and lengths.
+
+    Drawn with NumPy on the shapes `cell.init` would make, so that a grid of
+    many shapes costs no XLA compilations outside the unroll under test.
+    """
+    rng = np.random.default_rng(seed)
+    normal = lambda like, scale: jnp.asarray(scale * rng.standard_normal(like.shape), like.dtype)  # noqa: E731
+    shapes = jax.eval_shape(lambda k: cell.init(k, input_size), jax.random.key(0))
+    # weights ~ N(0, 1/fan_in) (fan_in = first axis), vectors ~ N(0, 0.1^2)
+    params = jax.tree_util.tree_map(lambda s: normal(s, 1 / np.sqrt(s.shape[0]) if len(s.shape) > 1 else 0.1), shapes)
+    dtype = cell.input_spec(params)[1]
+    xs = jnp.asarray(rng.standard_normal((T, *batch_shape, input_size)), dtype)
+    carry_like = jax.eval_shape(lambda p: cell.initial_carry(p, batch_shape), params)
+    carry0 = jax.tree_util.tree_map(lambda s: normal(s, 0.5), carry_like)
+    dys = jnp.asarray(rng.standard_normal((T, *batch_shape, cell.output_size)), dtype)
+    d_carry = jax.tree_util.tree_map(lambda s: normal(s, 1.0), carry_like)
+    lens = jnp.asarray(rng.integers(0, T + 1, size=batch_shape), jnp.int32) if lengths else None
+    return params, xs, carry0, dys, d_carry, lens
+
+
+def reference_agreement(
+    name: str,
+    *,
+    T: int,
+    hidden_size: int,
+    batch_shape: tuple[int, ...] = (),
+    lengths: bool = False,
+    reverse: bool = False,
+    input_size: int = 3,
+    dtype=jnp.float64,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Relative error of each output/gradient leaf of `jax.vjp(unroll)` vs the manual BPTT.
+
+    float64 needs x64 on (`with jax.enable_x64(True):`). In float32 the JAX
+    side runs in float32 and the reference in float64 on the same values.
+    """
+    spec = registry.spec(name)
+    if spec.reference is None:
+        raise ValueError(f"cell {name!r} has no manual-BPTT reference")
+    cell = spec.build(hidden_size=hidden_size, dtype=dtype)
+    params, xs, carry0, dys, d_carry, lens = random_problem(
+        cell, T=T, batch_shape=batch_shape, input_size=input_size, seed=seed, lengths=lengths
+    )
+
+    @jax.jit  # one compilation per case instead of one per eager op
+    def forward_and_vjp(params, carry0, xs, lens, cotangents):
+        run = lambda p, c, x: unroll(cell, p, x, initial_carry=c, lengths=lens, reverse=reverse)  # noqa: E731
+        outputs, vjp = jax.vjp(run, params, carry0, xs)
+        return outputs, vjp(cotangents)
+
+    (carry, ys), (d_params, d_carry0, d_xs) = forward_and_vjp(params, carry0, xs, lens, (d_carry, dys))
+
+    as_np = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)  # noqa: E731
+    ref = reference.bptt(
+        spec.reference,
+        as_np(params),
+        as_np(xs),
+        tuple(as_np(carry0)) if isinstance(carry0, tuple) else as_np(carry0),
+        as_np(dys),
+        tuple(as_np(d_carry)) if isinstance(d_carry, tuple) else as_np(d_carry),
+        lengths=None if lens is None else np.asarray(lens),
+        reverse=reverse,
+        **cell.config,
+    )
+    leaves = lambda c: list(c) if isinstance(c, tuple) else [c]  # noqa: E731
+    errors = {"ys": relative_error(ys, ref.ys), "d_xs": relative_error(d_xs, ref.d_xs)}
+    for i, (got, want) in enumerate(zip(leaves(carry), leaves(ref.carry))):
+        errors[f"carry[{i}]"] = relative_error(got, want)
+    for i, (got, want) in enumerate(zip(leaves(d_carry0), leaves(ref.d_carry))):
+        errors[f"d_carry[{i}]"] = relative_error(got, want)
+    for key, want in ref.d_params.items():
+        errors[f"d_params[{key}]"] = relative_error(d_params[key], want)
+    return errors
+
+
+GRID = {"T": (1, 2, 7, 50), "hidden_size": (1, 4, 16), "batch_shape": ((), (3,)), "lengths": (False, True)}
+
+
+def grid_cases():
+    keys = list(GRID)
+    for values in itertools.product(*(GRID[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def worst_agreement(name: str, dtype, reverse_too: bool = True) -> tuple[float, int]:
+    """Largest relative error over the grid (and reverse=True), and the number of cases."""
+    worst, n = 0.0, 0
+    for case in grid_cases():
+        for reverse in (False, True) if reverse_too else (False,):
+            errors = reference_agreement(name, reverse=reverse, dtype=dtype, **case)
+            worst = max(worst, max(errors.values()))
+            n += 1
+    return worst, n
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", nargs="*", default=None, help="registered cells (default: all with a reference)")
+    args = parser.parse_args(argv)
+    names = args.cells or [s.name for s in registry.specs() if s.reference is not None]
+    print(f"manual BPTT (NumPy float64) vs jax.vjp(rnnjax.unroll); grid {GRID} x reverse in (False, True)")
+    print("| cell | cases | worst rel. error, float64 | worst rel. error, float32 |")
+    print("|---|---|---|---|")
+    for name in names:
+        with jax.enable_x64(True):
+            w64, n = worst_agreement(name, jnp.float64)
+        w32, _ = worst_agreement(name, jnp.float32)
+        print(f"| {name} | {n} | {w64:.1e} | {w32:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Hand-written backpropagation through time, in plain NumPy float64.
+
+These are the oracles that `jax.grad` of `rnnjax.unroll` is checked against.
+Each cell's reference is a forward loop that caches what it needs and a
+backward loop over `reversed(range(T))` with one comment per chain-rule step.
+They import nothing from JAX and share no code with the cells, so an error in
+the cells cannot be repeated here.
+
+Single-sequence signature (unbatched)::
+
+    reference(params, xs [T, I], carry0, dys [T, O], d_carry_final, **config) -> BPTTResult
+
+`bptt(reference, ...)` runs one over a batch with `lengths` and `reverse`.
+"""
+
+from rnnjax.reference.batch import bptt
+from rnnjax.reference.elman import elman
+from rnnjax.reference.gru import gru
+from rnnjax.reference.lstm import lstm
+from rnnjax.reference.result import BPTTResult
+
+__all__ = ["BPTTResult", "bptt", "elman", "gru", "lstm"]

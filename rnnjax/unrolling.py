@@ -1,0 +1,166 @@
+"""`unroll`: run a cell over a sequence with `jax.lax.scan`; `jax.grad` of it is BPTT."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from rnnjax import checks
+from rnnjax.cells.cell import Carry, Cell, Params
+
+Method = Literal["sequential", "parallel", "auto"]
+METHODS = ("sequential", "parallel", "auto")
+
+
+def sequence_mask(lengths: ArrayLike, T: int) -> jax.Array:
+    """`[T, *batch]` booleans, True at the valid steps `t < lengths` of right-padded sequences."""
+    lengths = jnp.asarray(lengths)
+    steps = jnp.arange(T).reshape((T,) + (1,) * lengths.ndim)
+    return steps < lengths
+
+
+def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
+    """Leaf-wise `where(valid, new, old)`, with `valid [*batch]` broadcast over feature axes."""
+
+    def select(n, o):
+        v = valid.reshape(valid.shape + (1,) * (n.ndim - valid.ndim))
+        return jnp.where(v, n, o)
+
+    return jax.tree_util.tree_map(select, new, old)
+
+
+def resolve_method(cell: Cell, method: str) -> str:
+    """The unroll method `auto` stands for, for this cell on the default backend.
+
+    Rule (see benchmarks/README.md for the measurements): the parallel
+    associative scan does O(T log T) work in O(log T) depth; it pays where many
+    cores wait for work (GPU, TPU). On CPU the sequential scan is faster, so
+    `auto` is "parallel" only for cells with a linear form on a non-CPU backend.
+    """
+    if method not in METHODS:
+        raise ValueError(f"rnnjax.unroll: `method` must be one of {list(METHODS)}, got {method!r}")
+    if method == "parallel" and cell.linear is None:
+        raise ValueError(
+            f"rnnjax.unroll: method='parallel' needs a cell with a linear recurrence "
+            f"(h_t = a_t * h_(t-1) + b_t), and cell {cell.name!r} has none; use method='sequential'"
+        )
+    if method == "auto":
+        return "parallel" if cell.linear is not None and jax.default_backend() != "cpu" else "sequential"
+    return method
+
+
+def unroll(
+    cell: Cell,
+    params: Params,
+    xs: ArrayLike,
+    *,
+    initial_carry: Carry | None = None,
+    lengths: ArrayLike | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    time_major: bool = True,
+    method: Method = "sequential",
+) -> tuple[Carry, jax.Array]:
+    """Run `cell` over the time axis of `xs`; returns `(final_carry, ys)`.
+
+    Args:
+      cell: an `rnnjax.cells.Cell`.
+      params: the cell's params, from `cell.init(key, input_size)`.
+      xs: inputs `[T, *batch, I]` (time-major), or `[*batch, T, I]` with
+        `time_major=False` for batch-major data such as `[B, T, I]`.
+      initial_carry: the starting state; default `cell.initial_carry(params, batch_shape)`.
+      lengths: `[*batch]` integers in [0, T] for right-padded batches. Steps
+        `t >= lengths` are padding: their outputs are exactly zero, they leave
+        the carry unchanged (so the returned carry is each sequence's carry at
+        its last valid step, or `initial_carry` for length 0), and they get
+        exactly zero gradient. Padding values, NaN included, never reach valid
+        outputs or gradients. Values are checked when concrete; under `jit`
+        they are not, and act as if clipped to [0, T].
+      reverse: process each sequence from its last valid step back to its
+        first (within its own length when `lengths` is given, as PyTorch's
+        packed sequences do). Outputs stay aligned with the inputs: `ys[t]`
+        is the output after consuming `xs[t]`.
+      unroll: the `jax.lax.scan` unroll factor (steps per loop iteration).
+      time_major: False for `[*batch, T, I]` inputs and outputs.
+      method: "sequential" (`lax.scan`), "parallel" (`lax.associative_scan`,
+        for cells with a `LinearRecurrence` form), or "auto" (see `resolve_method`).
+
+    Returns:
+      `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
+      `[T, *batch, O]` (or `[*batch, T, O]` with `time_major=False`).
+
+    Raises:
+      TypeError / ValueError naming the argument, the expected and the received
+      shape, dtype or value, before anything is traced.
+    """
+    fn = "rnnjax.unroll"
+    checks.check_cell(fn, cell)
+    if not hasattr(xs, "shape"):
+        xs = jnp.asarray(xs)
+    T, batch_shape = checks.check_inputs(fn, cell, params, xs, time_major)
+    if initial_carry is None:
+        initial_carry = cell.initial_carry(params, batch_shape)
+    else:
+        checks.check_carry(fn, cell, params, initial_carry, batch_shape, "initial_carry")
+    if lengths is not None:
+        checks.check_lengths(fn, lengths, T, batch_shape)
+    method = resolve_method(cell, method)
+
+    if not time_major:
+        xs = jnp.moveaxis(xs, -2, 0)
+    mask = None
+    if lengths is not None:
+        mask = sequence_mask(lengths, T)
+        # zero the padding once, outside the scan: a NaN there would otherwise turn the
+        # zero cotangent of a masked step into NaN (0 * NaN) in the parameter gradients
+        xs = jnp.where(mask[..., None], xs, jnp.zeros((), xs.dtype))
+
+    if method == "parallel" and T > 0:
+        carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, reverse)
+    else:
+        carry, ys = _sequential_unroll(cell, params, xs, initial_carry, mask, reverse, unroll)
+
+    if not time_major:
+        ys = jnp.moveaxis(ys, 0, -2)
+    return carry, ys
+
+
+def _sequential_unroll(cell, params, xs, carry, mask, reverse, unroll):
+    if mask is None:
+        return jax.lax.scan(lambda c, x: cell.step(params, c, x), carry, xs, reverse=reverse, unroll=unroll)
+
+    def masked_step(c, inputs):
+        x, valid = inputs
+        new_c, y = cell.step(params, c, x)
+        # padded steps keep the old carry and emit zeros; the reverse scan meets a sequence's
+        # padding first, so it starts on its last valid step with the initial carry
+        return _where_valid(valid, new_c, c), _where_valid(valid, y, jnp.zeros_like(y))
+
+    return jax.lax.scan(masked_step, carry, (xs, mask), reverse=reverse, unroll=unroll)
+
+
+def _parallel_unroll(cell, params, xs, h0, mask, reverse):
+    """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`."""
+    a, b = cell.linear.coefficients(params, xs)
+    if mask is not None:
+        # a padded step is the identity map h -> 1 * h + 0
+        valid = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+        a = jnp.where(valid, a, jnp.ones((), a.dtype))
+        b = jnp.where(valid, b, jnp.zeros((), b.dtype))
+    # fold the initial carry into the first step processed: b_1 <- a_1 h_0 + b_1
+    first = a.shape[0] - 1 if reverse else 0
+    b = b.at[first].add(a[first] * h0)
+
+    def compose(earlier, later):
+        a1, b1 = earlier
+        a2, b2 = later
+        return a2 * a1, a2 * b1 + b2
+
+    _, hs = jax.lax.associative_scan(compose, (a, b), reverse=reverse, axis=0)
+    ys = cell.linear.readout(params, hs, xs)
+    if mask is not None:
+        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
+    return hs[0] if reverse else hs[-1], ys

@@ -1,0 +1,219 @@
+"""rnnjax.unroll: directions, layouts, edge cases and the error messages (pinned)."""
+
+from __future__ import annotations
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from rnnjax.cells import LSTMState
+
+T, B, I, H = 6, 3, 4, 5
+
+
+@pytest.fixture
+def lstm():
+    cell = rnnjax.cells.lstm(H)
+    params = cell.init(jax.random.key(0), I)
+    xs = jax.random.normal(jax.random.key(1), (T, B, I))
+    return cell, params, xs
+
+
+def test_reverse_without_lengths_equals_forward_over_flipped_input(lstm):
+    cell, params, xs = lstm
+    carry_r, ys_r = rnnjax.unroll(cell, params, xs, reverse=True)
+    carry_f, ys_f = rnnjax.unroll(cell, params, xs[::-1])
+    chex.assert_trees_all_close(carry_r, carry_f, rtol=1e-6)
+    chex.assert_trees_all_close(ys_r, ys_f[::-1], rtol=1e-6)
+
+
+def test_reverse_with_lengths_reverses_within_each_valid_length(lstm):
+    cell, params, xs = lstm
+    lengths = jnp.array([6, 2, 4])
+    carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=True)
+    for k, L in enumerate(lengths.tolist()):
+        c_k, ys_k = rnnjax.unroll(cell, params, xs[:L, k][::-1])
+        chex.assert_trees_all_close(ys[:L, k], ys_k[::-1], rtol=1e-6)
+        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[k], carry), c_k, rtol=1e-6)
+        assert not np.any(np.asarray(ys[L:, k]))
+
+
+def test_batch_major_layout_is_the_transpose(lstm):
+    cell, params, xs = lstm
+    lengths = jnp.array([6, 2, 4])
+    want = rnnjax.unroll(cell, params, xs, lengths=lengths)
+    carry, ys = rnnjax.unroll(cell, params, jnp.swapaxes(xs, 0, 1), lengths=lengths, time_major=False)
+    chex.assert_trees_all_close((carry, jnp.swapaxes(ys, 0, 1)), want, rtol=1e-6)
+
+
+def test_zero_length_returns_initial_carry_and_zero_outputs(lstm):
+    cell, params, xs = lstm
+    carry0 = LSTMState(h=jnp.full((B, H), 0.3), c=jnp.full((B, H), -0.2))
+    for reverse in (False, True):
+        carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=jnp.zeros(B, jnp.int32), reverse=reverse)
+        chex.assert_trees_all_equal(carry, carry0)
+        assert not np.any(np.asarray(ys))
+
+
+def test_empty_sequence(lstm):
+    cell, params, xs = lstm
+    carry, ys = rnnjax.unroll(cell, params, xs[:0])
+    chex.assert_shape(ys, (0, B, H))
+    chex.assert_trees_all_equal(carry, cell.initial_carry(params, (B,)))
+
+
+def test_traced_lengths_under_jit(lstm):
+    cell, params, xs = lstm
+    lengths = jnp.array([6, 2, 4])
+    want = rnnjax.unroll(cell, params, xs, lengths=lengths)
+    got = jax.jit(lambda l: rnnjax.unroll(cell, params, xs, lengths=l))(lengths)
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
+
+
+def test_vmap_over_a_batch_of_sequences_equals_batched_unroll(lstm):
+    cell, params, xs = lstm
+    want_carry, want_ys = rnnjax.unroll(cell, params, xs)
+    carry, ys = jax.vmap(lambda x: rnnjax.unroll(cell, params, x), in_axes=1, out_axes=(0, 1))(xs)
+    chex.assert_trees_all_close((carry, ys), (want_carry, want_ys), rtol=1e-6)
+
+
+def test_sequence_mask():
+    mask = rnnjax.sequence_mask(jnp.array([0, 2, 3]), 3)
+    np.testing.assert_array_equal(mask, [[False, True, True], [False, True, True], [False, False, True]])
+
+
+# --- error messages: which argument, what was expected, what came -------------------------
+
+
+def _raises(exc, *fragments):
+    pattern = ".*".join(re.escape(f) for f in fragments)
+    return pytest.raises(exc, match=re.compile(pattern, re.S))
+
+
+def test_error_wrong_rank(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "rnnjax.unroll", "`xs`", "rank >= 2", "[T, *batch, input_size]", "got shape (4,)"):
+        rnnjax.unroll(cell, params, xs[0, 0])
+
+
+def test_error_input_size_does_not_match_params(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "`xs` last axis", "input size 4", "got shape (6, 3, 7)"):
+        rnnjax.unroll(cell, params, jnp.ones((T, B, 7)))
+
+
+def test_error_mixed_dtypes(lstm):
+    cell, params, xs = lstm
+    with _raises(TypeError, "mixed dtypes", "`xs` is bfloat16", "`params` are float32"):
+        rnnjax.unroll(cell, params, xs.astype(jnp.bfloat16))
+
+
+def test_error_integer_inputs(lstm):
+    cell, params, xs = lstm
+    with _raises(TypeError, "`xs` must be floating", "got int32"):
+        rnnjax.unroll(cell, params, jnp.ones((T, B, I), jnp.int32))
+
+
+def test_error_params_of_another_cell(lstm):
+    cell, _, xs = lstm
+    gru_params = rnnjax.cells.gru(H).init(jax.random.key(0), I)
+    with _raises(ValueError, "`params` do not match cell 'lstm'", "expected leaves", "['b']", "got", "['b_hn']"):
+        rnnjax.unroll(cell, gru_params, xs)
+
+
+def test_error_params_wrong_hidden_size(lstm):
+    cell, _, xs = lstm
+    params = rnnjax.cells.lstm(H + 1).init(jax.random.key(0), I)
+    with _raises(ValueError, "`params['b']` expected shape (20,)", "hidden_size=5", "got (24,)"):
+        rnnjax.unroll(cell, params, xs)
+
+
+def test_error_carry_wrong_shape(lstm):
+    cell, params, xs = lstm
+    bad = LSTMState(h=jnp.zeros((B, H + 1)), c=jnp.zeros((B, H)))
+    with _raises(ValueError, "`initial_carry.h` expected shape (3, 5)", "batch_shape (3,)", "got (3, 6)"):
+        rnnjax.unroll(cell, params, xs, initial_carry=bad)
+
+
+def test_error_carry_wrong_dtype(lstm):
+    cell, params, xs = lstm
+    bad = LSTMState(h=jnp.zeros((B, H), jnp.bfloat16), c=jnp.zeros((B, H)))
+    with _raises(TypeError, "mixed dtypes", "`initial_carry.h` expected dtype float32", "got bfloat16"):
+        rnnjax.unroll(cell, params, xs, initial_carry=bad)
+
+
+def test_error_carry_wrong_structure(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "`initial_carry` must have the structure", "LSTMState"):
+        rnnjax.unroll(cell, params, xs, initial_carry=jnp.zeros((B, H)))
+
+
+def test_error_lengths_wrong_shape(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "`lengths` must have the batch shape (3,)", "got shape (2,)"):
+        rnnjax.unroll(cell, params, xs, lengths=jnp.array([1, 2]))
+
+
+def test_error_lengths_wrong_dtype(lstm):
+    cell, params, xs = lstm
+    with _raises(TypeError, "`lengths` must be an integer array", "got dtype float32"):
+        rnnjax.unroll(cell, params, xs, lengths=jnp.array([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("bad,where", [(7, "lengths[1] = 7"), (-1, "lengths[1] = -1")])
+def test_error_lengths_out_of_range(lstm, bad, where):
+    cell, params, xs = lstm
+    with _raises(ValueError, "`lengths` must lie in [0, T=6]", where):
+        rnnjax.unroll(cell, params, xs, lengths=jnp.array([1, bad, 3]))
+
+
+def test_error_not_a_cell(lstm):
+    _, params, xs = lstm
+    with _raises(TypeError, "`cell` must be an rnnjax.cells.Cell", "got function"):
+        rnnjax.unroll(rnnjax.cells.lstm, params, xs)
+
+
+def test_error_parallel_method_for_a_nonlinear_cell(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "method='parallel' needs a cell with a linear recurrence", "'lstm'"):
+        rnnjax.unroll(cell, params, xs, method="parallel")
+
+
+def test_error_unknown_method(lstm):
+    cell, params, xs = lstm
+    with _raises(ValueError, "`method` must be one of", "got 'fast'"):
+        rnnjax.unroll(cell, params, xs, method="fast")
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,fragments",
+    [
+        ({"hidden_size": 0}, ValueError, ("rnnjax.cells.lstm", "`hidden_size` must be a positive int", "got 0")),
+        ({"hidden_size": 4.5}, ValueError, ("`hidden_size` must be a positive int", "got 4.5")),
+        ({"hidden_size": 4, "dtype": jnp.int32}, TypeError, ("`dtype` must be a floating dtype", "got int32")),
+        ({"hidden_size": 4, "dtype": jnp.float64}, ValueError, ("`dtype` float64 needs 64-bit mode",)),
+    ],
+)
+def test_factory_errors(kwargs, exc, fragments):
+    with _raises(exc, *fragments):
+        rnnjax.cells.lstm(**kwargs)
+
+
+def test_error_unknown_activation():
+    with _raises(ValueError, "`activation` must be one of ['relu', 'sigmoid', 'tanh']", "got 'gelu'"):
+        rnnjax.cells.elman(4, activation="gelu")
+
+
+def test_error_bad_input_size_at_init():
+    with _raises(ValueError, "Cell.init: `input_size` must be a positive int", "got 0"):
+        rnnjax.cells.gru(4).init(jax.random.key(0), 0)
+
+
+def test_error_unknown_cell_name_lists_the_registered_ones():
+    with _raises(KeyError, "unknown cell 'lstn'", "lstm"):
+        rnnjax.cells.get("lstn", hidden_size=4)
