@@ -1,0 +1,117 @@
+"""Command line: `python -m experiments ...` (installed as `rnnjax-train`).
+
+    python -m experiments list                          # the experiments and their configs
+    python -m experiments train adding --set cell=gru seq_len=200
+    python -m experiments train adding --resume         # continue runs/adding
+    python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
+    python -m experiments study                         # the vanishing-gradient study (main job)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from experiments import config as config_lib
+
+
+def _list(_args) -> int:
+    print("experiments (python -m experiments train NAME [--smoke] [--set key=value ...]):")
+    for name in config_lib.experiment_names():
+        module = config_lib.load(name)
+        doc = (module.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<12} {doc}")
+        fields = config_lib.to_dict(module.Config())
+        fields.pop("__class__")
+        print("               keys: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+    print("study:\n  vanishing    the vanishing-gradient study (python -m experiments study)")
+    return 0
+
+
+def _train(args) -> int:
+    from experiments import train
+
+    config = config_lib.resolve(args.experiment, smoke=args.smoke, sets=args.set)
+    workdir = args.workdir or f"runs/{args.experiment}{'-smoke' if args.smoke else ''}"
+    summary = train.train(config, workdir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("eval", "baselines", "nonfinite_steps", "backend") if k in summary}, indent=2))
+    print(f"run folder: {workdir}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from experiments import sweep
+
+    key, _, values = args.grid.partition("=")
+    if not values:
+        raise config_lib.ConfigError(f"--grid expects key=v1,v2,..., got {args.grid!r}")
+    workdir = args.workdir or f"runs/sweep-{args.experiment}"
+    sweep.run_sweep(args.experiment, cells=args.cells, key=key, values=values.split(","), seeds=args.seeds,
+                    workdir=workdir, sets=args.set, smoke=args.smoke, success_below=args.success_below, progress=True)
+    print(Path(workdir, "sweep.md").read_text())
+    return 0
+
+
+def _study(args) -> int:
+    from experiments import vanishing_gradients as study
+
+    cfg = study.SMOKE if args.smoke else study.StudyConfig()
+    study.run(cfg, args.workdir or f"runs/vanishing{'-smoke' if args.smoke else ''}", smoke=args.smoke)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list the experiments and their config keys").set_defaults(fn=_list)
+
+    t = sub.add_parser("train", help="train one experiment config")
+    t.add_argument("experiment", help=f"one of: {', '.join(config_lib.experiment_names())}")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config fields (type-checked)")
+    t.add_argument("--smoke", action="store_true", help="the tiny configuration the test suite runs")
+    t.add_argument("--workdir", help="run folder (default runs/EXPERIMENT)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(fn=_train)
+
+    s = sub.add_parser("sweep", help="one experiment over cells x one config axis x seeds")
+    s.add_argument("experiment")
+    s.add_argument("--cells", nargs="+", default=["elman", "lstm", "gru"])
+    s.add_argument("--grid", required=True, metavar="KEY=V1,V2,...")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    s.add_argument("--smoke", action="store_true")
+    s.add_argument("--success-below", type=float, default=None, help="count runs with metric below this as solved")
+    s.add_argument("--workdir")
+    s.set_defaults(fn=_sweep)
+
+    st = sub.add_parser("study", help="the vanishing-gradient study: plain RNN vs LSTM/GRU (the main job)")
+    st.add_argument("--smoke", action="store_true")
+    st.add_argument("--workdir")
+    st.set_defaults(fn=_study)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except config_lib.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the run-folder and non-finite errors carry their own message
+        from experiments.train import NonFiniteError, RunFolderError
+
+        if isinstance(err, (RunFolderError, NonFiniteError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The model every experiment trains: [embedding] -> stacked rnnjax cells -> linear head.
+
+Pure functions over a params dict `{"embed"?, "layers": [cell params...], "head"}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import rnnjax
+from experiments.tasks import Task
+
+
+class SequenceModel(NamedTuple):
+    cells: tuple[rnnjax.cells.Cell, ...]
+    input_size: int
+    vocab_size: int | None
+    embed_size: int
+    output_size: int
+    readout: str  # "last" | "all"
+    unroll: int = 1
+
+    def init(self, key: jax.Array) -> dict[str, Any]:
+        keys = jax.random.split(key, len(self.cells) + 2)
+        params: dict[str, Any] = {}
+        size = self.input_size
+        if self.vocab_size is not None:
+            params["embed"] = jax.random.normal(keys[-1], (self.vocab_size, self.embed_size)) / jnp.sqrt(self.embed_size)
+            size = self.embed_size
+        layers = []
+        for cell, k in zip(self.cells, keys):
+            layers.append(cell.init(k, size))
+            size = cell.output_size
+        params["layers"] = layers
+        params["head"] = {
+            "w": jax.nn.initializers.lecun_normal()(keys[-2], (size, self.output_size)),
+            "b": jnp.zeros(self.output_size),
+        }
+        return params
+
+    def features(self, params, xs, lengths=None):
+        """Per-step top-layer outputs `[T, B, H]`."""
+        if self.vocab_size is not None:
+            xs = params["embed"][xs]
+        for cell, p in zip(self.cells, params["layers"]):
+            _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, unroll=self.unroll)
+        return xs
+
+    def apply(self, params, xs, lengths=None):
+        """Predictions: `[B, O]` for readout "last", `[T, B, O]` for "all"."""
+        hs = self.features(params, xs, lengths)
+        if self.readout == "last":
+            if lengths is None:
+                hs = hs[-1]
+            else:
+                # the output at each sequence's last valid step (a length-0 sequence reads zeros)
+                idx = jnp.maximum(lengths - 1, 0)
+                hs = jnp.take_along_axis(hs, idx[None, :, None], axis=0)[0]
+        return hs @ params["head"]["w"] + params["head"]["b"]
+
+
+def build(task: Task, config) -> SequenceModel:
+    cells = tuple(
+        rnnjax.cells.get(config.cell, hidden_size=config.hidden_size) for _ in range(config.num_layers)
+    )
+    return SequenceModel(
+        cells=cells,
+        input_size=task.input_size,
+        vocab_size=task.vocab_size,
+        embed_size=getattr(config, "embed_size", 32),
+        output_size=task.output_size,
+        readout=task.readout,
+        unroll=config.unroll,
+    )
+
+
+def loss_and_metrics(model: SequenceModel, task: Task, params, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean loss over the batch, and metrics (accuracy for classification)."""
+    preds = model.apply(params, batch["xs"], batch.get("lengths"))
+    if task.loss == "mse":
+        loss = jnp.mean((preds - batch["ys"]) ** 2)
+        return loss, {"loss": loss, "mse": loss}
+    logp = jax.nn.log_softmax(preds)
+    nll = -jnp.take_along_axis(logp, batch["ys"][..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(preds, -1) == batch["ys"]).astype(jnp.float32)
+    if task.readout == "all":
+        w = batch["weights"]
+        loss = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
+        mw = batch.get("metric_weights", w)
+        acc = jnp.sum(correct * mw) / jnp.maximum(jnp.sum(mw), 1.0)
+    else:
+        loss, acc = jnp.mean(nll), jnp.mean(correct)
+    return loss, {"loss": loss, "accuracy": acc}

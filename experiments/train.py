@@ -1,0 +1,374 @@
+"""The one trainer: one jitted update step, evaluation, metrics, checkpoints and resume.
+
+Every experiment is a config (experiments/configs/) that this trainer runs::
+
+    python -m experiments train adding --set cell=gru seq_len=200
+
+A run folder holds `config.json` (the resolved config), `metrics.jsonl` (one
+JSON object per logged train or eval point), `checkpoints/` (orbax: params,
+optimiser state, PRNG state, step; the data position is the step, because
+batch `s` is a function of `(seed, s)`), `summary.json` and `curves.png`.
+
+Resuming (`--resume`) restores the latest complete checkpoint (orbax writes to
+a temporary folder and renames it when complete, so a partial checkpoint is
+never picked up), cuts `metrics.jsonl` back to that step, and continues. On
+CPU the resumed run ends with the same parameters, bit for bit, as a run that
+was never stopped (tests/test_trainer.py).
+
+Non-finite values: a step whose loss or gradient norm is NaN or Inf is skipped
+(params and optimiser state are left as they were) and counted in
+`nonfinite_steps`; after `max_nonfinite` skipped steps in a row the run stops
+with an error naming the step. Such state is never checkpointed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import rnnjax
+from experiments import config as config_lib
+from experiments import model as model_lib
+from experiments.tasks import Task
+from experiments.tasks import make as make_task
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: updates applied so far
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # uint32[2] raw key; folded with the step for per-step randomness
+
+
+class NonFiniteError(RuntimeError):
+    """Raised after `max_nonfinite` consecutive steps with NaN/Inf loss or gradients."""
+
+
+class RunFolderError(RuntimeError):
+    """The run folder is not in the state the command expects (exists, or nothing to resume)."""
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import optax as optax_
+    import orbax.checkpoint
+
+    return {
+        "rnnjax": rnnjax.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax_.__version__,
+        "orbax": orbax.checkpoint.__version__ if hasattr(orbax.checkpoint, "__version__") else "unknown",
+        "python": platform.python_version(),
+    }
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW on a warm-up + cosine (or constant) schedule."""
+    if config.lr_schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, config.learning_rate, max(config.warmup_steps, 1), max(config.steps, config.warmup_steps + 1)
+        )
+    elif config.lr_schedule == "constant":
+        schedule = optax.join_schedules(
+            [optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1)),
+             optax.constant_schedule(config.learning_rate)],
+            [max(config.warmup_steps, 1)],
+        )
+    else:
+        raise config_lib.ConfigError(f"lr_schedule must be 'cosine' or 'constant', got {config.lr_schedule!r}")
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip),
+        optax.adamw(schedule, weight_decay=config.weight_decay),
+    )
+
+
+def make_update_fn(model, task: Task, tx: optax.GradientTransformation):
+    """The jitted update step. The incoming state's buffers are donated."""
+
+    def update(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        loss_fn = lambda p: model_lib.loss_and_metrics(model, task, p, batch)  # noqa: E731
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # skip a step with a non-finite loss or gradient: keep params and optimiser state
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(state.step + 1, keep(params, state.params), keep(opt_state, state.opt_state), state.rng)
+        return new_state, {**metrics, "grad_norm": grad_norm, "finite": finite}
+
+    return jax.jit(update, donate_argnums=0)
+
+
+def make_eval_fn(model, task: Task):
+    return jax.jit(lambda params, batch: model_lib.loss_and_metrics(model, task, params, batch)[1])
+
+
+def evaluate(eval_fn, params, batches) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for batch in batches:
+        for k, v in eval_fn(params, batch).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    return {k: v / len(batches) for k, v in totals.items()}
+
+
+class Checkpoints:
+    """Orbax checkpoints of the train state plus JSON metadata (config, versions, data position)."""
+
+    def __init__(self, directory: Path, keep: int = 2):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, state: TrainState, meta: dict[str, Any]) -> None:
+        args = self._ocp.args.Composite(
+            state=self._ocp.args.StandardSave(state), meta=self._ocp.args.JsonSave(meta)
+        )
+        self.manager.save(int(state.step), args=args, force=True)
+        self.manager.wait_until_finished()
+
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The JSON metadata alone: read before the arrays so a config mismatch is named, not a shape error."""
+        return self.manager.restore(step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())).meta
+
+    def restore(self, step: int, like: TrainState) -> TrainState:
+        abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
+        args = self._ocp.args.Composite(state=self._ocp.args.StandardRestore(abstract))
+        return self.manager.restore(step, args=args).state
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric records after `step`: they belong to work the resumed run will redo."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def prepare_run_folder(workdir: Path, *, resume: bool, overwrite: bool) -> None:
+    if workdir.exists() and any(workdir.iterdir()) and not resume:
+        if not overwrite:
+            raise RunFolderError(
+                f"run folder {workdir} already exists; pass --resume to continue it, "
+                "--overwrite to start again, or --workdir for a new folder"
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+
+def train(
+    config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    max_nonfinite: int = 10,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Train `config` in `workdir`; returns the summary (also written to summary.json).
+
+    Args:
+      config: a resolved `TrainConfig` subclass instance.
+      workdir: the run folder.
+      resume: continue from the latest complete checkpoint in `workdir`
+        (from step 0 when there is none: the run was stopped before its first save).
+      overwrite: delete an existing `workdir` first.
+      stop_after: stop after this many updates in this invocation, as if
+        interrupted (after saving a checkpoint); used to test resumption.
+      max_nonfinite: stop after this many consecutive non-finite steps.
+      progress: show a progress bar with loss and steps/s.
+      plot: write curves.png at the end.
+    """
+    workdir = Path(workdir)
+    prepare_run_folder(workdir, resume=resume, overwrite=overwrite)
+    cfg_dict = config_lib.to_dict(config)
+    task = make_task(config.task, config)
+    model = model_lib.build(task, config)
+    tx = make_optimizer(config)
+    update = make_update_fn(model, task, tx)
+    eval_fn = make_eval_fn(model, task)
+
+    init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    params = model.init(init_key)
+    state = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), state_key)
+
+    ckpt = Checkpoints(workdir / "checkpoints")
+    metrics_path = workdir / "metrics.jsonl"
+    step = ckpt.latest_step() if resume else None
+    if resume and step is None:
+        # interrupted before its first checkpoint (or never started): nothing to lose, start at 0
+        print(f"[rnnjax] --resume: no complete checkpoint in {workdir / 'checkpoints'}; starting from step 0")
+        _truncate_metrics(metrics_path, 0)
+    elif resume:
+        meta = ckpt.read_meta(step)
+        diff = _config_diff(meta["config"], cfg_dict)
+        if diff:
+            ckpt.close()
+            raise config_lib.ConfigError(
+                "--resume: the config differs from the checkpoint's: " + "; ".join(diff)
+                + ". Resume with the original config, or start a new run folder."
+            )
+        state = ckpt.restore(step, state)
+        if meta["versions"].get("rnnjax") != rnnjax.__version__:
+            print(f"note: checkpoint written by rnnjax {meta['versions'].get('rnnjax')}, resuming with {rnnjax.__version__}")
+        _truncate_metrics(metrics_path, step)
+    (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
+
+    start = int(state.step)
+    backend = jax.default_backend()
+    devices = jax.devices()
+    if progress:
+        print(f"[rnnjax] {config.task}: {config.cell} H={config.hidden_size} on {backend} "
+              f"({len(devices)} x {devices[0].device_kind}); steps {start} -> {config.steps}; run folder {workdir}")
+
+    def meta_now(state) -> dict[str, Any]:
+        return {"step": int(state.step), "data_position": int(state.step), "config": cfg_dict, "versions": versions()}
+
+    def log(record: dict[str, Any]) -> None:
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=start, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    t0, consecutive_bad, nonfinite = time.perf_counter(), 0, 0
+    last_eval: dict[str, float] = {}
+    done_here = 0
+    try:
+        while int(state.step) < config.steps:
+            step = int(state.step)
+            batch = task.train_batch(step)
+            state, metrics = update(state, batch)
+            done_here += 1
+            step += 1
+            if not bool(metrics["finite"]):
+                consecutive_bad += 1
+                nonfinite += 1
+                if consecutive_bad >= max_nonfinite:
+                    raise NonFiniteError(
+                        f"{consecutive_bad} consecutive steps with a non-finite loss or gradient, the last at step "
+                        f"{step}; the last checkpoint holds finite state. Lower learning_rate or grad_clip."
+                    )
+            else:
+                consecutive_bad = 0
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "split": "train", **{k: float(v) for k, v in metrics.items() if k != "finite"}}
+                log(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            if step % config.eval_every == 0 or step == config.steps:
+                last_eval = evaluate(eval_fn, state.params, task.eval_batches)
+                log({"step": step, "split": "eval", **last_eval})
+            if (step % config.checkpoint_every == 0 or step == config.steps) and consecutive_bad == 0:
+                ckpt.save(state, meta_now(state))
+            bar.update(1)
+            if stop_after is not None and done_here >= stop_after:
+                break
+    finally:
+        bar.close()
+        ckpt.close()
+
+    elapsed = time.perf_counter() - t0
+    if int(state.step) < config.steps:  # stopped early on request: leave the run resumable
+        return {"stopped_at": int(state.step)}
+    if not last_eval:
+        last_eval = evaluate(eval_fn, state.params, task.eval_batches)
+    summary = {
+        "experiment": config.task,
+        "cell": config.cell,
+        "steps": config.steps,
+        "eval": last_eval,
+        "baselines": task.baselines,
+        "nonfinite_steps": nonfinite,
+        "backend": backend,
+        "device": devices[0].device_kind,
+        "seconds_this_invocation": round(elapsed, 2),
+        "steps_per_second_this_invocation": round(done_here / elapsed, 2) if elapsed > 0 else math.nan,
+        "versions": versions(),
+    }
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if plot:
+        plot_curves(metrics_path, workdir / "curves.png", title=f"{config.task}: {config.cell}", baselines=task.baselines)
+    return summary
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+def plot_curves(metrics_path: Path, out: Path, *, title: str, baselines: dict[str, float]) -> None:
+    """Training and evaluation loss against step, with the task's baseline as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, style in (("train", "-"), ("eval", "o-")):
+        pts = [(r["step"], r["loss"]) for r in records if r["split"] == split]
+        if pts:
+            ax.plot(*zip(*pts), style, label=f"{split} loss", markersize=3)
+    for name, value in baselines.items():
+        if name in ("loss", "mse"):
+            ax.axhline(value, ls="--", c="gray", label=f"baseline {name} {value:.3g}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def load_run(workdir: str | os.PathLike, step: int | None = None):
+    """`(config, task, model, params)` of a run folder, from its latest (or given) checkpoint."""
+    workdir = Path(workdir)
+    saved = json.loads((workdir / "config.json").read_text())
+    module_name, _, cls_name = saved.pop("__class__").rpartition(".")
+    import importlib
+
+    config = getattr(importlib.import_module(module_name), cls_name)(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
+    })
+    task = make_task(config.task, config)
+    model = model_lib.build(task, config)
+    tx = make_optimizer(config)
+    init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    params = model.init(init_key)
+    like = TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params), state_key)
+    ckpt = Checkpoints(workdir / "checkpoints")
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise RunFolderError(f"no checkpoint in {workdir / 'checkpoints'}")
+        state = ckpt.restore(step, like)
+    finally:
+        ckpt.close()
+    return config, task, model, state.params
