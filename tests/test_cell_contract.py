@@ -234,3 +234,47 @@ def test_every_cell_module_is_imported():
     modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"cell", "registry"}
     registered_modules = {spec.factory.__module__.rsplit(".", 1)[-1] for spec in registry.specs()}
     assert modules <= registered_modules, f"cell files that register nothing: {modules - registered_modules}"
+
+
+LINEAR = [s.name for s in registry.specs() if s.has_linear_form]
+
+
+def test_the_linear_recurrence_cells_are_registered_as_such():
+    assert {"mingru", "minlstm", "lru"} <= set(LINEAR)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("name", LINEAR)
+def test_parallel_scan_equals_sequential_float64(x64, name, reverse):
+    """Outputs, final carry and gradients, with lengths and an initial carry: to 1e-12."""
+    spec = registry.spec(name)
+    cell, params, xs, carry0, lens = _problem(spec, T=33, batch_shape=(3,), dtype=jnp.float64, lengths=True)
+
+    def run(method):
+        def loss(params, xs, carry0):
+            carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lens, reverse=reverse, method=method)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.abs(carry) ** 2), (carry, ys)
+
+        return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
+
+    chex.assert_trees_all_close(run("parallel"), run("sequential"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_parallel_scan_equals_sequential_float32(name):
+    spec = registry.spec(name)
+    cell, params, xs, carry0, lens = _problem(spec, T=200, batch_shape=(4,), lengths=True)
+    par = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method="parallel")
+    seq = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method="sequential")
+    chex.assert_trees_all_close(par, seq, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_method_rule(monkeypatch):
+    from rnnjax.unrolling import resolve_method
+
+    linear, nonlinear = rnnjax.cells.mingru(4), rnnjax.cells.gru(4)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert resolve_method(linear, "auto") == "sequential"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_method(linear, "auto") == "parallel"
+    assert resolve_method(nonlinear, "auto") == "sequential"

@@ -11,7 +11,12 @@ from rnnjax.cells.registry import CellSpec, Tolerance, get, names, register, spe
 # Each import registers its cells.
 from rnnjax.cells.elman import elman
 from rnnjax.cells.gru import gru
+from rnnjax.cells.indrnn import indrnn
+from rnnjax.cells.lru import lru
 from rnnjax.cells.lstm import LSTMState, lstm
+from rnnjax.cells.mgu import mgu
+from rnnjax.cells.mingru import mingru
+from rnnjax.cells.minlstm import minlstm
 
 __all__ = [
     "Carry",
@@ -24,7 +29,12 @@ __all__ = [
     "elman",
     "get",
     "gru",
+    "indrnn",
+    "lru",
     "lstm",
+    "mgu",
+    "mingru",
+    "minlstm",
     "names",
     "register",
     "spec",

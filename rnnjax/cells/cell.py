@@ -75,6 +75,21 @@ class Cell(NamedTuple):
     linear: LinearRecurrence | None = None
 
 
+def linear_step(linear: LinearRecurrence) -> Callable[[Params, Array, Array], tuple[Array, Array]]:
+    """The one-step form of a linear recurrence, so each cell writes its equations once.
+
+    `coefficients` and `readout` work on any leading axes, so applied to one
+    step `x_t: [*batch, I]` they give that step's `a_t, b_t` and `y_t`.
+    """
+
+    def step(params: Params, h: Array, x: Array) -> tuple[Array, Array]:
+        a, b = linear.coefficients(params, x)
+        h = a * h + b
+        return h, linear.readout(params, h, x)
+
+    return step
+
+
 # --- helpers shared by the cell files ------------------------------------------------
 
 

@@ -17,6 +17,16 @@ in training. Other biases start at 0; `forget_bias` changes it.
 
 Params: `w_x [I, 4H]`, `w_h [H, 4H]`, `b [4H]`.  Carry: `LSTMState(h, c)`,
 each `[*batch, H]` (haiku's order; flax's `LSTMCell` carry is `(c, h)`).
+
+Variants (options of the same factory, registered under their own names):
+
+- `peephole=True` ("lstm_peephole"; Gers & Schmidhuber 2000): the gates also
+  see the cell state, `a_i += p_i * c_{t-1}`, `a_f += p_f * c_{t-1}`,
+  `a_o += p_o * c_t`; extra param `peephole [3H]` (p_i | p_f | p_o), zeros at init.
+- `layer_norm=True` ("lstm_layernorm"; Ba, Kiros & Hinton 2016): the two
+  matmuls are normalised separately and the cell state before the output,
+  `a = LN(x_t W_x; g_x) + LN(h_{t-1} W_h; g_h) + b`, `h_t = o_t * tanh(LN(c_t; g_c, beta_c))`;
+  extra params `ln_x_scale [4H]`, `ln_h_scale [4H]`, `ln_c_scale [H]`, `ln_c_bias [H]`.
 """
 
 from __future__ import annotations
@@ -47,14 +57,34 @@ class LSTMState(NamedTuple):
     c: jax.Array
 
 
+def _layer_norm(a, scale, bias=None, eps=1e-5):
+    mean = jnp.mean(a, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(a - mean), axis=-1, keepdims=True)
+    out = (a - mean) * jax.lax.rsqrt(var + eps) * scale
+    return out if bias is None else out + bias
+
+
+@register("lstm_layernorm", defaults={"layer_norm": True})
+@register("lstm_peephole", defaults={"peephole": True}, reference=reference.lstm)
 @register("lstm", reference=reference.lstm)
-def lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Cell:
-    """LSTM cell (see the module docstring for the equations).
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    peephole: bool = False,
+    layer_norm: bool = False,
+    dtype=jnp.float32,
+) -> Cell:
+    """LSTM cell (see the module docstring for the equations and the variants).
 
     Args:
       hidden_size: H, the size of `h`, `c` and the output.
       forget_bias: initial value of the forget-gate bias (default 1.0).
+      peephole: add peephole connections from the cell state to the gates.
+      layer_norm: layer-normalise the gate pre-activations and the cell state.
       dtype: parameter and state dtype.
+
+    Registered as "lstm", "lstm_peephole" and "lstm_layernorm".
     """
     hidden_size = check_hidden_size("lstm", hidden_size)
     dtype = check_dtype("lstm", dtype)
@@ -64,17 +94,41 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Ce
         input_size = check_input_size(input_size)
         k_x, k_h = jax.random.split(key)
         b = jnp.zeros(4 * H, dtype).at[H : 2 * H].set(forget_bias)
-        return {"w_x": input_kernel(k_x, input_size, 4 * H, dtype), "w_h": recurrent_kernel(k_h, H, 4, dtype), "b": b}
+        params = {"w_x": input_kernel(k_x, input_size, 4 * H, dtype), "w_h": recurrent_kernel(k_h, H, 4, dtype), "b": b}
+        if peephole:
+            params["peephole"] = jnp.zeros(3 * H, dtype)
+        if layer_norm:
+            params.update(
+                ln_x_scale=jnp.ones(4 * H, dtype),
+                ln_h_scale=jnp.ones(4 * H, dtype),
+                ln_c_scale=jnp.ones(H, dtype),
+                ln_c_bias=jnp.zeros(H, dtype),
+            )
+        return params
 
     def initial_carry(params, batch_shape=()):
         zeros = zeros_carry(params["w_h"].dtype, batch_shape, H)
         return LSTMState(h=zeros, c=zeros)
 
     def step(params, carry, x):
-        a = x @ params["w_x"] + carry.h @ params["w_h"] + params["b"]
+        if layer_norm:
+            a = (
+                _layer_norm(x @ params["w_x"], params["ln_x_scale"])
+                + _layer_norm(carry.h @ params["w_h"], params["ln_h_scale"])
+                + params["b"]
+            )
+        else:
+            a = x @ params["w_x"] + carry.h @ params["w_h"] + params["b"]
         a_i, a_f, a_g, a_o = jnp.split(a, 4, axis=-1)
+        if peephole:
+            p_i, p_f, p_o = jnp.split(params["peephole"], 3)
+            a_i = a_i + p_i * carry.c
+            a_f = a_f + p_f * carry.c
         c = jax.nn.sigmoid(a_f) * carry.c + jax.nn.sigmoid(a_i) * jnp.tanh(a_g)
-        h = jax.nn.sigmoid(a_o) * jnp.tanh(c)
+        if peephole:
+            a_o = a_o + p_o * c
+        c_out = _layer_norm(c, params["ln_c_scale"], params["ln_c_bias"]) if layer_norm else c
+        h = jax.nn.sigmoid(a_o) * jnp.tanh(c_out)
         return LSTMState(h=h, c=c), h
 
     return Cell(
@@ -85,5 +139,6 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Ce
         name="lstm",
         hidden_size=H,
         output_size=H,
-        config={"hidden_size": H, "forget_bias": forget_bias, "dtype": dtype},
+        config={"hidden_size": H, "forget_bias": forget_bias, "peephole": peephole, "layer_norm": layer_norm,
+                "dtype": dtype},
     )

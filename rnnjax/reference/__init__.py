@@ -17,6 +17,7 @@ from rnnjax.reference.batch import bptt
 from rnnjax.reference.elman import elman
 from rnnjax.reference.gru import gru
 from rnnjax.reference.lstm import lstm
+from rnnjax.reference.mingru import mingru
 from rnnjax.reference.result import BPTTResult
 
-__all__ = ["BPTTResult", "bptt", "elman", "gru", "lstm"]
+__all__ = ["BPTTResult", "bptt", "elman", "gru", "lstm", "mingru"]

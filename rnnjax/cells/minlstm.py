@@ -1,0 +1,64 @@
+"""minLSTM (Feng et al. 2024, "Were RNNs All We Needed?").
+
+An LSTM whose gates see only the input, with the forget and input gates
+normalised to sum to one (the paper's time-independent form):
+
+    f_t = sigmoid(x_t W_f + b_f),   i_t = sigmoid(x_t W_i + b_i)
+    f'_t = f_t / (f_t + i_t),       i'_t = i_t / (f_t + i_t)
+    h~_t = x_t W_h + b_h
+    h_t = f'_t * h_{t-1} + i'_t * h~_t  =  a_t * h_{t-1} + b_t,   y_t = h_t
+
+The forget bias starts at 1.0, as in the LSTM, so the cell leans towards
+remembering at initialisation.
+
+Params: `w_x [I, 3H]` (f, i, h~), `b [3H]`.  Carry: `h [*batch, H]`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax.cells.cell import (
+    Cell,
+    LinearRecurrence,
+    check_dtype,
+    check_hidden_size,
+    check_input_size,
+    input_kernel,
+    linear_step,
+    spec_from_weight,
+    zeros_carry,
+)
+from rnnjax.cells.registry import register
+
+
+@register("minlstm")
+def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Cell:
+    """minLSTM cell (equations in the module docstring); has a `LinearRecurrence` form."""
+    H = check_hidden_size("minlstm", hidden_size)
+    dtype = check_dtype("minlstm", dtype)
+
+    def init(key, input_size):
+        input_size = check_input_size(input_size)
+        b = jnp.zeros(3 * H, dtype).at[:H].set(forget_bias)
+        return {"w_x": input_kernel(key, input_size, 3 * H, dtype), "b": b}
+
+    def coefficients(params, x):
+        a_f, a_i, h_tilde = jnp.split(x @ params["w_x"] + params["b"], 3, axis=-1)
+        f, i = jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_i)
+        total = f + i
+        return f / total, (i / total) * h_tilde
+
+    linear = LinearRecurrence(coefficients=coefficients, readout=lambda params, hs, xs: hs)
+    return Cell(
+        init=init,
+        initial_carry=lambda params, batch_shape=(): zeros_carry(params["w_x"].dtype, batch_shape, H),
+        step=linear_step(linear),
+        input_spec=spec_from_weight("w_x"),
+        name="minlstm",
+        hidden_size=H,
+        output_size=H,
+        config={"hidden_size": H, "forget_bias": forget_bias, "dtype": dtype},
+        linear=linear,
+    )
