@@ -124,3 +124,27 @@ def check_lengths(fn: str, lengths: Any, T: int, batch_shape: tuple[int, ...]) -
                 f"{fn}: `lengths` must lie in [0, T={T}], got lengths{list(idx)} = {int(values[idx])}"
                 + (f" ({len(bad)} entries out of range)" if len(bad) > 1 else "")
             )
+
+
+def check_resets(fn: str, resets: Any, T: int, batch_shape: tuple[int, ...], time_major: bool) -> Any:
+    """`resets` must be booleans laid out like the time and batch axes of `xs`."""
+    if not hasattr(resets, "shape"):
+        resets = np.asarray(resets)
+    want = (T, *batch_shape) if time_major else (*batch_shape, T)
+    if tuple(resets.shape) != want:
+        layout = "[T, *batch]" if time_major else "[*batch, T]"
+        raise ValueError(f"{fn}: `resets` must have shape {want} ({layout} of `xs`), got {tuple(resets.shape)}")
+    if resets.dtype != bool:
+        raise TypeError(f"{fn}: `resets` must be a boolean array, got dtype {resets.dtype}")
+    return resets
+
+
+def check_remat(fn: str, remat: Any, T: int) -> int:
+    """The chunk length for `remat` (0 for no rematerialisation)."""
+    if remat is False or remat is None or remat == 0:
+        return 0
+    if remat is True:
+        return max(1, int(round(np.sqrt(T))))
+    if isinstance(remat, (int, np.integer)) and remat > 0:
+        return min(int(remat), max(T, 1))  # a chunk longer than the sequence is the whole sequence
+    raise ValueError(f"{fn}: `remat` must be False, True or a positive chunk length, got {remat!r}")

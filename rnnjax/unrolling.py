@@ -26,7 +26,7 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
     """Leaf-wise `where(valid, new, old)`, with `valid [*batch]` broadcast over feature axes."""
 
     def select(n, o):
-        v = valid.reshape(valid.shape + (1,) * (n.ndim - valid.ndim))
+        v = valid.reshape(valid.shape + (1,) * (jnp.ndim(n) - valid.ndim))
         return jnp.where(v, n, o)
 
     return jax.tree_util.tree_map(select, new, old)
@@ -63,6 +63,9 @@ def unroll(
     unroll: int | bool = 1,
     time_major: bool = True,
     method: Method = "sequential",
+    resets: ArrayLike | None = None,
+    remat: bool | int = False,
+    truncation: int | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Run `cell` over the time axis of `xs`; returns `(final_carry, ys)`.
 
@@ -87,6 +90,25 @@ def unroll(
       time_major: False for `[*batch, T, I]` inputs and outputs.
       method: "sequential" (`lax.scan`), "parallel" (`lax.associative_scan`,
         for cells with a `LinearRecurrence` form), or "auto" (see `resolve_method`).
+      resets: `[T, *batch]` booleans marking the first step of a new sequence
+        inside a packed stream (RL rollouts, packed language-model batches):
+        the carry is set back to `initial_carry` before that step is
+        processed. The result equals running each segment alone. With
+        `reverse=True` a segment is processed from its last step to its
+        first, starting from `initial_carry`. Same layout as the time axis of `xs`.
+      remat: rematerialise over time (sequential method only): `True` for
+        chunks of about sqrt(T) steps, or an int chunk length K. Only the
+        carry at chunk boundaries is kept for the backward pass and each
+        chunk's forward is recomputed there (`jax.checkpoint`), so training
+        memory grows like T/K + K instead of T, for about one extra forward.
+      truncation: truncated BPTT with chunks of K steps (sequential method
+        only). The forward pass is unchanged; the carry's gradient is stopped
+        at every chunk boundary, so a loss on chunk k trains through chunk k's
+        steps only. Use it when sequences are too long to backpropagate
+        through whole and the dependencies that matter are shorter than K
+        (e.g. language models on long streams); it cannot learn longer ones.
+        For exact gradients in less memory use `remat` instead. Combined with
+        `remat`, the chunks are the same (`remat=True` then means K).
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
@@ -107,47 +129,105 @@ def unroll(
         checks.check_carry(fn, cell, params, initial_carry, batch_shape, "initial_carry")
     if lengths is not None:
         checks.check_lengths(fn, lengths, T, batch_shape)
+    if resets is not None:
+        resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
+    chunk = checks.check_remat(fn, remat, T)
+    if truncation is not None:
+        if isinstance(truncation, bool) or not isinstance(truncation, int) or truncation < 1:
+            raise ValueError(f"{fn}: `truncation` must be a positive int, got {truncation!r}")
+        if chunk and remat is not True and chunk != min(truncation, T):
+            raise ValueError(f"{fn}: `remat` chunk {chunk} and `truncation` {truncation} must be equal when both are set")
+        chunk = min(truncation, max(T, 1))
     method = resolve_method(cell, method)
+    if chunk and method == "parallel":
+        raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only")
 
     if not time_major:
         xs = jnp.moveaxis(xs, -2, 0)
+        if resets is not None:
+            resets = jnp.moveaxis(resets, -1, 0)
     mask = None
     if lengths is not None:
         mask = sequence_mask(lengths, T)
         # zero the padding once, outside the scan: a NaN there would otherwise turn the
         # zero cotangent of a masked step into NaN (0 * NaN) in the parameter gradients
         xs = jnp.where(mask[..., None], xs, jnp.zeros((), xs.dtype))
+    if resets is not None and reverse:
+        # a reverse scan enters segment [s, e) at its last step e - 1: reset there, i.e. where
+        # the *next* step starts a segment
+        resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
 
     if method == "parallel" and T > 0:
-        carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, reverse)
+        carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, resets, reverse)
     else:
-        carry, ys = _sequential_unroll(cell, params, xs, initial_carry, mask, reverse, unroll)
+        carry, ys = _sequential_unroll(
+            cell, params, xs, initial_carry, mask, resets, reverse, unroll, chunk,
+            checkpoint=bool(remat), truncate=truncation is not None,
+        )
 
     if not time_major:
         ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys
 
 
-def _sequential_unroll(cell, params, xs, carry, mask, reverse, unroll):
-    if mask is None:
-        return jax.lax.scan(lambda c, x: cell.step(params, c, x), carry, xs, reverse=reverse, unroll=unroll)
+def _sequential_unroll(cell, params, xs, carry0, mask, resets, reverse, unroll, chunk, checkpoint=False, truncate=False):
+    """`lax.scan` over time; with `chunk`, a scan over chunks of `chunk` steps, each
+    checkpointed (`checkpoint`) and/or cut off from the previous chunk's gradient (`truncate`)."""
+    T = xs.shape[0]
+    if chunk and T % chunk:
+        # pad to whole chunks with masked steps, which leave the carry alone and are sliced off
+        pad = chunk - T % chunk
+        valid = jnp.ones(xs.shape[:-1], bool) if mask is None else mask
+        mask = jnp.concatenate([valid, jnp.zeros((pad, *valid.shape[1:]), bool)])
+        xs = jnp.concatenate([xs, jnp.zeros((pad, *xs.shape[1:]), xs.dtype)])
+        if resets is not None:
+            resets = jnp.concatenate([resets, jnp.zeros((pad, *resets.shape[1:]), bool)])
 
-    def masked_step(c, inputs):
-        x, valid = inputs
+    def body(c, inputs):
+        x, valid, reset = inputs
+        if reset is not None:
+            c = _where_valid(reset, carry0, c)  # a new segment starts from the initial carry
         new_c, y = cell.step(params, c, x)
+        if valid is None:
+            return new_c, y
         # padded steps keep the old carry and emit zeros; the reverse scan meets a sequence's
         # padding first, so it starts on its last valid step with the initial carry
         return _where_valid(valid, new_c, c), _where_valid(valid, y, jnp.zeros_like(y))
 
-    return jax.lax.scan(masked_step, carry, (xs, mask), reverse=reverse, unroll=unroll)
+    inputs = (xs, mask, resets)
+    if not chunk:
+        return jax.lax.scan(body, carry0, inputs, reverse=reverse, unroll=unroll)
+
+    def run_chunk(c, chunk_inputs):
+        first, chunk_inputs = chunk_inputs
+        if truncate:
+            # cut the gradient at every boundary between chunks; the first chunk still
+            # trains the initial carry
+            c = jax.tree_util.tree_map(lambda a: jnp.where(first, a, jax.lax.stop_gradient(a)), c)
+        return jax.lax.scan(body, c, chunk_inputs, reverse=reverse, unroll=unroll)
+
+    n = xs.shape[0] // chunk
+    chunks = jax.tree_util.tree_map(lambda a: a.reshape(n, chunk, *a.shape[1:]), inputs)
+    first = jnp.arange(n) == (n - 1 if reverse else 0)
+    carry, ys = jax.lax.scan(
+        jax.checkpoint(run_chunk) if checkpoint else run_chunk, carry0, (first, chunks), reverse=reverse
+    )
+    ys = jax.tree_util.tree_map(lambda y: y.reshape(n * chunk, *y.shape[2:])[:T], ys)
+    return carry, ys
 
 
-def _parallel_unroll(cell, params, xs, h0, mask, reverse):
+def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse):
     """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`."""
     a, b = cell.linear.coefficients(params, xs)
+    expand = lambda m: m.reshape(m.shape + (1,) * (a.ndim - m.ndim))  # noqa: E731
+    if resets is not None:
+        # a reset step starts from h0 whatever came before: h_t = 0 * h_{t-1} + (a_t h0 + b_t)
+        r = expand(resets)
+        b = jnp.where(r, a * h0 + b, b)
+        a = jnp.where(r, jnp.zeros((), a.dtype), a)
     if mask is not None:
         # a padded step is the identity map h -> 1 * h + 0
-        valid = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
+        valid = expand(mask)
         a = jnp.where(valid, a, jnp.ones((), a.dtype))
         b = jnp.where(valid, b, jnp.zeros((), b.dtype))
     # fold the initial carry into the first step processed: b_1 <- a_1 h_0 + b_1
