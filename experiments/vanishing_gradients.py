@@ -131,7 +131,8 @@ def run(study: StudyConfig = StudyConfig(), workdir: str | Path = "runs/vanishin
 def study_table(rows, norms, study: StudyConfig) -> str:
     T = max(study.train_lens)
     lines = [
-        f"Gradient reaching h_t from the loss at step T={T}: ||dL/dh_(T-d)|| / ||dL/dh_T||, batch mean",
+        f"Gradient reaching h_t from the loss at step T={T}: ||dL/dh_(T-d)|| / ||dL/dh_T||, batch mean "
+        "(0 means it underflowed float32)",
         "",
         f"| cell | d=10, init | d={T - 1}, init | d=10, trained | d={T - 1}, trained |",
         "|---|---|---|---|---|",

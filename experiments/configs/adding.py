@@ -3,10 +3,15 @@
 Run:
     python -m experiments train adding --set cell=lstm seq_len=100
 
-Expected result: see README ("Experiments") for the measured table. The
-trivial predictor scores MSE 0.167; a model has solved the task when its
-held-out MSE is below 0.01 (success threshold used by the vanishing-gradient
-study).
+The trivial predictor scores MSE 0.167. Measured by the vanishing-gradient
+study (`python -m experiments study`: H=32, 1200 steps at lr 1e-2, seeds 0
+and 1, 2-core CPU, 2-17 s per run), median held-out MSE:
+
+    cell \ T        10       50       150
+    elman_sigmoid   0.0054   0.1702   0.1677
+    elman (tanh)    0.0013   0.1656   0.1667
+    lstm            0.0002   0.0008   0.0017
+    gru             0.0002   0.0002   0.0003
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""rnnjax's benchmark harness: `python -m benchmarks.run --help`."""

@@ -1,0 +1,274 @@
+"""The implementations the harness times: rnnjax (and its variants) and the peers.
+
+Every implementation is built from the same canonical weights (rnnjax's init,
+seed 0, mapped into the peer's layout) and the same inputs, and computes the
+same loss, `mean(ys ** 2)` over all outputs, so the harness can check that the
+losses agree before it trusts any timing.
+
+An implementation is `make(kind, T, B, I, H, dtype) -> Impl`, where `Impl`
+has `forward()` and `train()` (forward + BPTT + loss, returning gradients),
+`loss()` for the agreement check, and, for JAX ones, `jax_fns` so the worker
+can time compilation and read XLA's memory analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rnnjax
+
+
+@dataclass
+class Impl:
+    name: str
+    forward: Callable[[], Any]
+    train: Callable[[], Any]
+    loss: Callable[[], float]
+    block: Callable[[Any], Any]
+    jax_fns: dict[str, tuple[Callable, tuple]] | None = None  # name -> (jitted fn, args)
+
+
+def canonical(kind: str, I: int, H: int) -> dict[str, np.ndarray]:
+    """rnnjax's init of `kind` (seed 0), as float32 NumPy, with non-zero biases."""
+    cell = rnnjax.cells.get(kind, hidden_size=H)
+    params = cell.init(jax.random.key(0), I)
+    rng = np.random.default_rng(0)
+    return {k: np.asarray(v, np.float32) + (0.1 * rng.standard_normal(v.shape).astype(np.float32) if v.ndim == 1 else 0)
+            for k, v in params.items()}
+
+
+def inputs(T: int, B: int, I: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((T, B, I)).astype(np.float32)
+
+
+def matmul_params(params: dict[str, Any]) -> int:
+    """Number of weight-matrix entries: each costs one multiply-add per example per step."""
+    return int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params) if np.ndim(v) == 2))
+
+
+def _jax_impl(name: str, loss_fn: Callable, params: Any, xs: jax.Array) -> Impl:
+    forward = jax.jit(lambda p, x: loss_fn(p, x))
+    train = jax.jit(jax.value_and_grad(loss_fn))
+    return Impl(
+        name=name,
+        forward=lambda: forward(params, xs),
+        train=lambda: train(params, xs),
+        loss=lambda: float(forward(params, xs)),
+        block=jax.block_until_ready,
+        jax_fns={"forward": (forward, (params, xs)), "train": (train, (params, xs))},
+    )
+
+
+# --- rnnjax -------------------------------------------------------------------------------
+
+
+def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, **unroll_kwargs: Any) -> Impl:
+    cell = rnnjax.cells.get(kind, hidden_size=H, dtype=dtype)
+    if kind in ("lstm", "gru"):
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), canonical(kind, I, H))
+    else:
+        params = cell.init(jax.random.key(0), I)
+    xs = jnp.asarray(inputs(T, B, I), dtype)
+
+    def loss_fn(p, x):
+        ys = rnnjax.unroll(cell, p, x, **unroll_kwargs)[1]
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    tag = ",".join(f"{k}={v}" for k, v in unroll_kwargs.items())
+    return _jax_impl(f"rnnjax{'[' + tag + ']' if tag else ''}", loss_fn, params, xs)
+
+
+def rnnjax_hoisted_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    """LSTM/GRU with the input projection `xs @ W_x + b` done for all steps before the scan."""
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), canonical(kind, I, H))
+    xs = jnp.asarray(inputs(T, B, I), dtype)
+
+    def loss_fn(p, x):
+        u = x @ p["w_x"] + p["b"]  # [T, B, gates * H], one big matmul
+
+        if kind == "lstm":
+            def step(carry, u_t):
+                h, c = carry
+                a_i, a_f, a_g, a_o = jnp.split(u_t + h @ p["w_h"], 4, axis=-1)
+                c = jax.nn.sigmoid(a_f) * c + jax.nn.sigmoid(a_i) * jnp.tanh(a_g)
+                h = jax.nn.sigmoid(a_o) * jnp.tanh(c)
+                return (h, c), h
+            carry = (jnp.zeros((B, H), dtype), jnp.zeros((B, H), dtype))
+        else:
+            def step(h, u_t):
+                u_r, u_z, u_n = jnp.split(u_t, 3, axis=-1)
+                v_r, v_z, v_n = jnp.split(h @ p["w_h"], 3, axis=-1)
+                r, z = jax.nn.sigmoid(u_r + v_r), jax.nn.sigmoid(u_z + v_z)
+                n = jnp.tanh(u_n + r * (v_n + p["b_hn"]))
+                h = (1.0 - z) * n + z * h
+                return h, h
+            carry = jnp.zeros((B, H), dtype)
+        ys = jax.lax.scan(step, carry, u)[1]
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    return _jax_impl("rnnjax[hoisted input projection]", loss_fn, params, xs)
+
+
+# --- flax ---------------------------------------------------------------------------------
+
+
+def flax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, optimized: bool = False) -> Impl:
+    import flax.linen as nn
+
+    w = canonical(kind, I, H)
+    if kind == "lstm":
+        cell = (nn.OptimizedLSTMCell if optimized else nn.LSTMCell)(features=H, dtype=dtype, param_dtype=dtype)
+        split = lambda a: np.split(a, 4, axis=-1)  # noqa: E731
+        gates = ("i", "f", "g", "o")
+        params = {f"i{g}": {"kernel": k} for g, k in zip(gates, split(w["w_x"]))}
+        params |= {f"h{g}": {"kernel": k, "bias": b} for g, k, b in zip(gates, split(w["w_h"]), split(w["b"]))}
+    elif kind == "gru":
+        cell = nn.GRUCell(features=H, dtype=dtype, param_dtype=dtype)
+        split = lambda a: np.split(a, 3, axis=-1)  # noqa: E731
+        params = {f"i{g}": {"kernel": k, "bias": b} for g, k, b in zip("rzn", split(w["w_x"]), split(w["b"]))}
+        params |= {f"h{g}": {"kernel": k} for g, k in zip("rz", split(w["w_h"])[:2])}
+        params["hn"] = {"kernel": split(w["w_h"])[2], "bias": w["b_hn"]}
+    else:
+        raise ValueError(f"flax has no {kind} cell")
+    rnn = nn.RNN(cell, time_major=True)
+    variables = {"params": {"cell": jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)}}
+    xs = jnp.asarray(inputs(T, B, I), dtype)
+
+    def loss_fn(v, x):
+        return jnp.mean(jnp.square(rnn.apply(v, x).astype(jnp.float32)))
+
+    name = f"flax nn.RNN({'OptimizedLSTMCell' if optimized else type(cell).__name__})"
+    return _jax_impl(name, loss_fn, variables, xs)
+
+
+# --- equinox -------------------------------------------------------------------------------
+
+
+def equinox_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    import equinox as eqx
+
+    w = canonical(kind, I, H)
+    key = jax.random.key(0)
+    if kind == "lstm":
+        cell = eqx.nn.LSTMCell(I, H, key=key, dtype=dtype)
+        cell = eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh, c.bias), cell,
+                           (jnp.asarray(w["w_x"].T, dtype), jnp.asarray(w["w_h"].T, dtype), jnp.asarray(w["b"], dtype)))
+        carry0 = (jnp.zeros((B, H), dtype), jnp.zeros((B, H), dtype))
+    elif kind == "gru":
+        cell = eqx.nn.GRUCell(I, H, key=key, dtype=dtype)
+        cell = eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh, c.bias, c.bias_n), cell,
+                           (jnp.asarray(w["w_x"].T, dtype), jnp.asarray(w["w_h"].T, dtype),
+                            jnp.asarray(w["b"], dtype), jnp.asarray(w["b_hn"], dtype)))
+        carry0 = jnp.zeros((B, H), dtype)
+    else:
+        raise ValueError(f"equinox has no {kind} cell")
+    xs = jnp.asarray(inputs(T, B, I), dtype)
+
+    def loss_fn(cell, x):
+        batched = jax.vmap(cell)  # equinox cells are per example
+
+        def step(carry, x_t):
+            carry = batched(x_t, carry)
+            return carry, carry[0] if kind == "lstm" else carry
+
+        ys = jax.lax.scan(step, carry0, x)[1]
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    return _jax_impl(f"equinox {type(cell).__name__} + lax.scan", loss_fn, cell, xs)
+
+
+# --- PyTorch --------------------------------------------------------------------------------
+
+
+def torch_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    import torch
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}[dtype]
+    w = canonical(kind, I, H)
+    module = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(I, H)
+    with torch.no_grad():
+        module.weight_ih_l0.copy_(torch.from_numpy(w["w_x"].T.copy()))
+        module.weight_hh_l0.copy_(torch.from_numpy(w["w_h"].T.copy()))
+        module.bias_ih_l0.copy_(torch.from_numpy(w["b"]))
+        bias_hh = np.zeros_like(w["b"])
+        if kind == "gru":
+            bias_hh[2 * H:] = w["b_hn"]  # PyTorch's b_hn sits inside r * (W_hn h + b_hn), as rnnjax's
+        module.bias_hh_l0.copy_(torch.from_numpy(bias_hh))
+    module = module.to(torch_dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    module = module.to(device)
+    xs = torch.from_numpy(inputs(T, B, I)).to(torch_dtype).to(device)
+
+    def loss_value():
+        ys, _ = module(xs)
+        return torch.mean(ys.float() ** 2)
+
+    def forward():
+        with torch.no_grad():
+            return loss_value()
+
+    def train():
+        module.zero_grad(set_to_none=True)
+        loss = loss_value()
+        loss.backward()
+        return loss
+
+    def block(out):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return Impl(name=f"PyTorch nn.{'LSTM' if kind == 'lstm' else 'GRU'} ({device})", forward=forward, train=train,
+                loss=lambda: float(forward()), block=block)
+
+
+# --- jax.experimental.rnn (cuDNN) -------------------------------------------------------------
+
+
+def jax_cudnn_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    """JAX's cuDNN LSTM (`jax.experimental.rnn`), GPU only."""
+    if kind != "lstm" or jax.default_backend() != "gpu":
+        raise ValueError("jax.experimental.rnn is a cuDNN LSTM: GPU and lstm only")
+    from jax.experimental import rnn as jrnn
+
+    w = canonical(kind, I, H)
+    # cuDNN layout: per layer W_ih [4H, I], W_hh [4H, H], b_ih [4H], b_hh [4H], gates i, f, g, o
+    flat = np.concatenate([w["w_x"].T.ravel(), w["w_h"].T.ravel(), w["b"], np.zeros_like(w["b"])])
+    weights = jnp.asarray(flat, dtype)
+    xs = jnp.asarray(np.swapaxes(inputs(T, B, I), 0, 1), dtype)  # batch-major
+    h0 = jnp.zeros((1, B, H), dtype)
+    seq_lengths = jnp.full((B,), T, jnp.int32)
+
+    def loss_fn(weights, x):
+        ys, _, _ = jrnn.lstm(x, h0, h0, weights, seq_lengths, input_size=I, hidden_size=H, num_layers=1,
+                             dropout=0.0, bidirectional=False)
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    return _jax_impl("jax.experimental.rnn (cuDNN)", loss_fn, weights, xs)
+
+
+IMPLS: dict[str, Callable[..., Impl]] = {
+    "rnnjax": rnnjax_impl,
+    "rnnjax-unroll4": lambda *a: rnnjax_impl(*a, unroll=4),
+    "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
+    "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),
+    "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method="parallel"),
+    "rnnjax-hoisted": rnnjax_hoisted_impl,
+    "flax": flax_impl,
+    "flax-optimized": lambda *a: flax_impl(*a, optimized=True),
+    "equinox": equinox_impl,
+    "torch": torch_impl,
+    "jax-cudnn": jax_cudnn_impl,
+}
+
+# the implementations that apply to each kind of cell (rnnjax covers every registered cell)
+PEERS_FOR = {
+    "lstm": ("flax", "flax-optimized", "equinox", "torch", "jax-cudnn", "rnnjax-hoisted"),
+    "gru": ("flax", "equinox", "torch", "rnnjax-hoisted"),
+}

@@ -1,0 +1,162 @@
+"""Benchmark sequence-length scaling: rnnjax and its variants against flax, Equinox and PyTorch.
+
+    python -m benchmarks.run                                 # LSTM and GRU, I=64 H=256 B=32, T=16..4096
+    python -m benchmarks.run --kinds all --seq-lens 16 256   # every registered cell
+    python -m benchmarks.run --impls rnnjax torch --seq-lens 16384
+
+Each implementation runs in a process of its own (so thread pools and caches
+do not interfere), measures compile time apart from steady-state time, takes
+the median of several repetitions after a warm-up, and reports XLA's memory
+analysis of the compiled step. Before trusting any timing the harness checks
+that every implementation computed the same loss from the same mapped weights.
+Results go to `benchmarks/results/<machine>-<date>.json`, tagged with the CPU,
+core count, accelerator, library versions and date; `python -m
+benchmarks.report FILE` turns them into a markdown table and log-log plots.
+Peers that are not installed are skipped (`pip install -e ".[bench]"` and
+`pip install torch==2.13.0` bring them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+DEFAULT_IMPLS = ("rnnjax", "rnnjax-unroll4", "rnnjax-hoisted", "rnnjax-remat", "rnnjax-parallel",
+                 "flax", "flax-optimized", "equinox", "torch", "jax-cudnn")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+
+    devices = jax.devices()
+    versions = {}
+    for pkg in ("rnnjax", "jax", "jaxlib", "flax", "equinox", "torch", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in devices],
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def applicable(impl: str, kind: str) -> bool:
+    from benchmarks.impls import PEERS_FOR
+
+    if impl.startswith("rnnjax") and impl not in ("rnnjax-hoisted",):
+        if impl == "rnnjax-parallel":
+            import rnnjax
+
+            return rnnjax.cells.spec(kind).has_linear_form
+        return True
+    return impl in PEERS_FOR.get(kind, ())
+
+
+def run_worker(args: list[str], timeout: float) -> list[dict]:
+    cmd = [sys.executable, "-m", "benchmarks.worker", *args]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as err:
+        partial = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        recs = [json.loads(line) for line in partial.splitlines() if line.startswith("{")]
+        return recs + [{"error": f"timed out after {timeout:.0f} s"}]
+    recs = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 and not recs:
+        recs = [{"error": out.stderr[-1000:]}]
+    return recs
+
+
+def check_losses(records: list[dict], rtol: float) -> list[str]:
+    """Same kind, same T: every implementation's loss must agree with rnnjax's."""
+    problems = []
+    for rec in records:
+        if "loss" not in rec or rec["impl"] == "rnnjax":
+            continue
+        ref = next((r for r in records if r.get("impl") == "rnnjax" and r["kind"] == rec["kind"] and r["T"] == rec["T"]
+                    and "loss" in r), None)
+        if ref is None:
+            continue
+        rel = abs(rec["loss"] - ref["loss"]) / max(abs(ref["loss"]), 1e-30)
+        rec["loss_rel_diff_vs_rnnjax"] = rel
+        if rel > rtol:
+            problems.append(f"{rec['name']} {rec['kind']} T={rec['T']}: loss {rec['loss']} vs rnnjax {ref['loss']}")
+    return problems
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kinds", nargs="+", default=["lstm", "gru"], help="cells to time, or 'all' for every registered one")
+    p.add_argument("--impls", nargs="+", default=list(DEFAULT_IMPLS))
+    p.add_argument("--seq-lens", nargs="+", type=int, default=[16, 64, 256, 1024, 4096])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--input", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--budget-s", type=float, default=20.0, help="per (implementation, T): stop repeating after this")
+    p.add_argument("--timeout-s", type=float, default=1800.0, help="per implementation process")
+    p.add_argument("--loss-rtol", type=float, default=1e-3)
+    p.add_argument("--out", help="output JSON (default benchmarks/results/<backend>-<date>.json)")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    import rnnjax
+
+    kinds = rnnjax.cells.names() if args.kinds == ["all"] else args.kinds
+    info = machine()
+    peak = run_worker(["--peak"], timeout=300)
+    info["matmul_peak_gflops"] = peak[0].get("matmul_peak_gflops") if peak else None
+    records = []
+    for kind in kinds:
+        for impl in args.impls:
+            if not applicable(impl, kind):
+                continue
+            worker_args = ["--impl", impl, "--kind", kind, "--seq-lens", *map(str, args.seq_lens),
+                           "--batch", str(args.batch), "--input", str(args.input), "--hidden", str(args.hidden),
+                           "--dtype", args.dtype, "--reps", str(args.reps), "--budget-s", str(args.budget_s)]
+            recs = run_worker(worker_args, args.timeout_s)
+            for rec in recs:
+                rec.setdefault("impl", impl)
+                rec.setdefault("kind", kind)
+                if not args.quiet:
+                    if "train" in rec:
+                        print(f"{kind:>8} {rec['name']:<42} T={rec['T']:>6}  train {rec['train']['median_ms']:9.2f} ms"
+                              f"  forward {rec['forward']['median_ms']:9.2f} ms", flush=True)
+                    else:
+                        print(f"{kind:>8} {impl:<42} {rec.get('skipped') or rec.get('error', '')[:120]}", flush=True)
+            records.extend(recs)
+    problems = check_losses(records, args.loss_rtol)
+    result = {"machine": info, "config": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")},
+              "loss_check": problems or "all implementations agree", "records": records}
+    out = Path(args.out or f"benchmarks/results/{info['backend']}-{info['date'][:10]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    if not args.quiet:
+        print(f"loss check: {result['loss_check']}\nwrote {out}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
