@@ -33,9 +33,13 @@ def _list(_args) -> int:
 def _train(args) -> int:
     from experiments import train
 
+    from experiments import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     config = config_lib.resolve(args.experiment, smoke=args.smoke, sets=args.set)
     workdir = args.workdir or f"runs/{args.experiment}{'-smoke' if args.smoke else ''}"
-    summary = train.train(config, workdir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    summary = train.train(config, workdir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                          devices=args.devices)
     print(json.dumps({k: summary[k] for k in ("eval", "baselines", "nonfinite_steps", "backend") if k in summary}, indent=2))
     print(f"run folder: {workdir}")
     return 0
@@ -77,6 +81,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--devices", type=int, default=None,
+                   help="data-parallel over this many devices (-1: all); the batch is split across them")
+    t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0 (or 'auto' under SLURM)")
+    t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
+    t.add_argument("--process-id", type=int, help="multi-host: this process's index")
     t.set_defaults(fn=_train)
 
     s = sub.add_parser("sweep", help="one experiment over cells x one config axis x seeds")

@@ -38,6 +38,7 @@ import optax
 
 import rnnjax
 from experiments import config as config_lib
+from experiments import distributed
 from experiments import model as model_lib
 from experiments.tasks import Task
 from experiments.tasks import make as make_task
@@ -148,7 +149,13 @@ class Checkpoints:
         return self.manager.restore(step, args=self._ocp.args.Composite(meta=self._ocp.args.JsonRestore())).meta
 
     def restore(self, step: int, like: TrainState) -> TrainState:
-        abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
+        """Restore onto this process's first device, whatever mesh saved it; the caller re-shards.
+
+        Naming the target sharding is what lets a checkpoint written on N devices
+        (or processes) be read on M.
+        """
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=here), like)
         args = self._ocp.args.Composite(state=self._ocp.args.StandardRestore(abstract))
         return self.manager.restore(step, args=args).state
 
@@ -190,6 +197,7 @@ def train(
     max_nonfinite: int = 10,
     progress: bool = True,
     plot: bool = True,
+    devices: int | None = None,
 ) -> dict[str, Any]:
     """Train `config` in `workdir`; returns the summary (also written to summary.json).
 
@@ -204,6 +212,8 @@ def train(
       max_nonfinite: stop after this many consecutive non-finite steps.
       progress: show a progress bar with loss and steps/s.
       plot: write curves.png at the end.
+      devices: data parallelism over a mesh of this many devices (-1: all;
+        None or 1: a single device). See experiments/distributed.py.
     """
     workdir = Path(workdir)
     prepare_run_folder(workdir, resume=resume, overwrite=overwrite)
@@ -213,6 +223,12 @@ def train(
     tx = make_optimizer(config)
     update = make_update_fn(model, task, tx)
     eval_fn = make_eval_fn(model, task)
+
+    parallel = distributed.DataParallel.create(devices)
+    if parallel is not None:
+        parallel.check_batch(config.batch_size)
+    lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
+    progress = progress and lead
 
     init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
     params = model.init(init_key)
@@ -237,20 +253,31 @@ def train(
         state = ckpt.restore(step, state)
         if meta["versions"].get("rnnjax") != rnnjax.__version__:
             print(f"note: checkpoint written by rnnjax {meta['versions'].get('rnnjax')}, resuming with {rnnjax.__version__}")
-        _truncate_metrics(metrics_path, step)
-    (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
+        if lead:
+            _truncate_metrics(metrics_path, step)
+    if lead:
+        (workdir / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
+    eval_batches = task.eval_batches
+    if parallel is not None:
+        # params replicated, batches split over the data axis; XLA reduces the gradients
+        state = parallel.place_state(state)
+        eval_batches = [parallel.place_replicated(b) for b in eval_batches]
 
     start = int(state.step)
     backend = jax.default_backend()
-    devices = jax.devices()
+    used = parallel.size if parallel is not None else 1
+    device_kind = jax.devices()[0].device_kind
     if progress:
         print(f"[rnnjax] {config.task}: {config.cell} H={config.hidden_size} on {backend} "
-              f"({len(devices)} x {devices[0].device_kind}); steps {start} -> {config.steps}; run folder {workdir}")
+              f"({used} x {device_kind}, {jax.process_count()} process(es)); steps {start} -> {config.steps}; "
+              f"run folder {workdir}")
 
     def meta_now(state) -> dict[str, Any]:
         return {"step": int(state.step), "data_position": int(state.step), "config": cfg_dict, "versions": versions()}
 
     def log(record: dict[str, Any]) -> None:
+        if not lead:
+            return
         with metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -264,6 +291,8 @@ def train(
         while int(state.step) < config.steps:
             step = int(state.step)
             batch = task.train_batch(step)
+            if parallel is not None:
+                batch = parallel.place_batch(batch, distributed.batch_axes(task, batch))
             state, metrics = update(state, batch)
             done_here += 1
             step += 1
@@ -282,7 +311,7 @@ def train(
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             if step % config.eval_every == 0 or step == config.steps:
-                last_eval = evaluate(eval_fn, state.params, task.eval_batches)
+                last_eval = evaluate(eval_fn, state.params, eval_batches)
                 log({"step": step, "split": "eval", **last_eval})
             if (step % config.checkpoint_every == 0 or step == config.steps) and consecutive_bad == 0:
                 ckpt.save(state, meta_now(state))
@@ -297,7 +326,7 @@ def train(
     if int(state.step) < config.steps:  # stopped early on request: leave the run resumable
         return {"stopped_at": int(state.step)}
     if not last_eval:
-        last_eval = evaluate(eval_fn, state.params, task.eval_batches)
+        last_eval = evaluate(eval_fn, state.params, eval_batches)
     summary = {
         "experiment": config.task,
         "cell": config.cell,
@@ -306,11 +335,15 @@ def train(
         "baselines": task.baselines,
         "nonfinite_steps": nonfinite,
         "backend": backend,
-        "device": devices[0].device_kind,
+        "device": device_kind,
+        "devices": used,
+        "processes": jax.process_count(),
         "seconds_this_invocation": round(elapsed, 2),
         "steps_per_second_this_invocation": round(done_here / elapsed, 2) if elapsed > 0 else math.nan,
         "versions": versions(),
     }
+    if not lead:
+        return summary
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
         plot_curves(metrics_path, workdir / "curves.png", title=f"{config.task}: {config.cell}", baselines=task.baselines)
