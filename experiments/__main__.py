@@ -5,6 +5,7 @@
     python -m experiments train adding --resume         # continue runs/adding
     python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
     python -m experiments study                         # the vanishing-gradient study (main job)
+    python -m experiments predict runs/sentiment "The food is bad"
 """
 
 from __future__ import annotations
@@ -39,9 +40,26 @@ def _train(args) -> int:
     config = config_lib.resolve(args.experiment, smoke=args.smoke, sets=args.set)
     workdir = args.workdir or f"runs/{args.experiment}{'-smoke' if args.smoke else ''}"
     summary = train.train(config, workdir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          devices=args.devices)
+                          devices=args.devices, debug_nans=args.debug_nans, max_nonfinite=args.max_nonfinite)
     print(json.dumps({k: summary[k] for k in ("eval", "baselines", "nonfinite_steps", "backend") if k in summary}, indent=2))
     print(f"run folder: {workdir}")
+    return 0
+
+
+def _predict(args) -> int:
+    import numpy as np
+
+    from experiments import train
+
+    _, task, model, params = train.load_run(args.run)
+    predict_proba = task.extra.get("predict_proba")
+    if predict_proba is None:
+        raise config_lib.ConfigError(f"run {args.run} is a {task.name!r} run; predict works on text classifiers (sentiment)")
+    probs = predict_proba(model, params, args.texts)
+    classes = task.extra["classes"]
+    for text, p in zip(args.texts, probs):
+        k = int(np.argmax(p))
+        print(f"{classes[k]:>8}  (p={p[k]:.2f})  {text}")
     return 0
 
 
@@ -81,12 +99,20 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--debug-nans", action="store_true", help="JAX's NaN checking: raise at the first NaN (slow)")
+    t.add_argument("--max-nonfinite", type=int, default=10,
+                   help="stop after this many consecutive steps with NaN/Inf loss or gradients (each is skipped)")
     t.add_argument("--devices", type=int, default=None,
                    help="data-parallel over this many devices (-1: all); the batch is split across them")
     t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0 (or 'auto' under SLURM)")
     t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
     t.add_argument("--process-id", type=int, help="multi-host: this process's index")
     t.set_defaults(fn=_train)
+
+    pr = sub.add_parser("predict", help="classify sentences with a trained sentiment run")
+    pr.add_argument("run", help="the run folder, e.g. runs/sentiment")
+    pr.add_argument("texts", nargs="+", help='sentences, e.g. "The food is bad"')
+    pr.set_defaults(fn=_predict)
 
     s = sub.add_parser("sweep", help="one experiment over cells x one config axis x seeds")
     s.add_argument("experiment")
@@ -116,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the run-folder and non-finite errors carry their own message
         from experiments.train import NonFiniteError, RunFolderError
 
-        if isinstance(err, (RunFolderError, NonFiniteError)):
+        from experiments.tasks.data import DataError
+
+        if isinstance(err, (RunFolderError, NonFiniteError, DataError, FileNotFoundError)):
             print(f"error: {err}", file=sys.stderr)
             return 2
         raise

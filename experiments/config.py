@@ -141,15 +141,24 @@ def resolve(name: str, *, smoke: bool = False, sets: Iterable[str] = ()) -> Trai
 
 
 def check(config: TrainConfig) -> None:
-    """Value checks that a type cannot express (a known cell name, positive sizes)."""
+    """Value checks that a type cannot express: a known cell, positive sizes, finite positive rates."""
+    import math
+
     import rnnjax
 
     if config.cell not in rnnjax.cells.names():
         raise ConfigError(f"cell={config.cell!r} is not a registered cell; choose one of: {', '.join(rnnjax.cells.names())}")
-    for key in ("hidden_size", "num_layers", "batch_size", "steps", "eval_every", "checkpoint_every", "log_every",
-                "eval_batches", "unroll"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(config, key)}")
+    for key, kind in _field_types(type(config)).items():
+        value = getattr(config, key)
+        if kind is int and value < (0 if key in ("seed", "warmup_steps") else 1):
+            raise ConfigError(f"config key {key!r} must be >= {0 if key in ('seed', 'warmup_steps') else 1}, got {value}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be finite, got {value}")
+    for key in ("learning_rate", "grad_clip"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"config key {key!r} must be > 0, got {getattr(config, key)}")
+    if config.weight_decay < 0:
+        raise ConfigError(f"config key 'weight_decay' must be >= 0, got {config.weight_decay}")
 
 
 def to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ with an error naming the step. Such state is never checkpointed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -167,7 +168,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric records after `step`: they belong to work the resumed run will redo."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the last line of a run killed while writing it
+            continue
+        if record["step"] <= step:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 
@@ -198,6 +206,7 @@ def train(
     progress: bool = True,
     plot: bool = True,
     devices: int | None = None,
+    debug_nans: bool = False,
 ) -> dict[str, Any]:
     """Train `config` in `workdir`; returns the summary (also written to summary.json).
 
@@ -214,7 +223,15 @@ def train(
       plot: write curves.png at the end.
       devices: data parallelism over a mesh of this many devices (-1: all;
         None or 1: a single device). See experiments/distributed.py.
+      debug_nans: turn on JAX's NaN checking (`jax_debug_nans`): the first
+        operation that produces a NaN raises, with its traceback. Slow; for debugging.
     """
+    with jax.debug_nans(True) if debug_nans else contextlib.nullcontext():
+        return _train(config, workdir, resume=resume, overwrite=overwrite, stop_after=stop_after,
+                      max_nonfinite=max_nonfinite, progress=progress, plot=plot, devices=devices)
+
+
+def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, progress, plot, devices):
     workdir = Path(workdir)
     prepare_run_folder(workdir, resume=resume, overwrite=overwrite)
     cfg_dict = config_lib.to_dict(config)
@@ -344,6 +361,8 @@ def train(
     }
     if not lead:
         return summary
+    if task.report is not None:
+        summary["report"] = task.report(model, state.params, workdir)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
         plot_curves(metrics_path, workdir / "curves.png", title=f"{config.task}: {config.cell}", baselines=task.baselines)

@@ -33,6 +33,9 @@ class Task(NamedTuple):
       eval_batches: held-out batches, fixed for the run.
       baselines: reference scores to report beside the model's (e.g. the
         trivial predictor's MSE), by metric name.
+      extra: task-specific objects (a vocabulary, an encoder for `predict`).
+      report: `(model, params, workdir) -> dict`, run once after training: the
+        task's own held-out evaluation against its baselines (and its plots).
     """
 
     name: str
@@ -45,11 +48,27 @@ class Task(NamedTuple):
     eval_batches: list[Batch]
     baselines: dict[str, float]
     extra: dict[str, Any] = {}
+    report: Callable[..., dict[str, Any]] | None = None
 
 
 def rng_for(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     """A NumPy generator determined by `(seed, stream, step)`; stream 1 is held-out data."""
     return np.random.default_rng([seed, stream, step])
+
+
+def epoch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Example indices of training step `step`: epochs of a seeded permutation, last partial batch dropped."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, 2, epoch]).permutation(n)
+    return order[k * batch_size : (k + 1) * batch_size] if n >= batch_size else order[np.arange(batch_size) % n]
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of range(n) into (rest, held out), `fraction` held out."""
+    order = np.random.default_rng([seed, 3]).permutation(n)
+    k = max(int(round(n * fraction)), 1)
+    return np.sort(order[k:]), np.sort(order[:k])
 
 
 def make(name: str, config: Any) -> Task:
