@@ -73,7 +73,8 @@ def check_inputs(fn: str, cell: Cell, params: Any, xs: Any, time_major: bool) ->
     if xs.dtype != dtype:
         raise TypeError(
             f"{fn}: mixed dtypes: `xs` is {jnp.dtype(xs.dtype).name} but `params` are "
-            f"{jnp.dtype(dtype).name}; cast one, e.g. `xs.astype(jnp.{jnp.dtype(dtype).name})`"
+            f"{jnp.dtype(dtype).name} (expected `xs` in {jnp.dtype(dtype).name}); cast one, "
+            f"e.g. `xs.astype(jnp.{jnp.dtype(dtype).name})`"
         )
     check_params(fn, cell, params, input_size)
     if time_major:

@@ -7,7 +7,7 @@ The trivial predictor scores MSE 0.167. Measured by the vanishing-gradient
 study (`python -m experiments study`: H=32, 1200 steps at lr 1e-2, seeds 0
 and 1, 2-core CPU, 2-17 s per run), median held-out MSE:
 
-    cell \ T        10       50       150
+    cell, T         10       50       150
     elman_sigmoid   0.0054   0.1702   0.1677
     elman (tanh)    0.0013   0.1656   0.1667
     lstm            0.0002   0.0008   0.0017

@@ -5,7 +5,12 @@ Run:
 
 Your own series: --set data_path=series.csv column=value season=12 context=48 horizon=12
 
-Measured: see README ("Experiments II"). The plot of forecasts against the
+Measured (defaults, seed 0, 2-core CPU, 37 s; 102 test origins, 52 weeks ahead):
+    method          MAE (ppm)  RMSE   MASE
+    naive           2.68       3.32   2.18
+    seasonal naive  1.71       1.90   1.40
+    Holt-Winters    1.81       2.28   1.48
+    GRU             0.59       0.75   0.48 The plot of forecasts against the
 truth is `forecast.png` in the run folder.
 """
 

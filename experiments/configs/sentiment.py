@@ -6,7 +6,11 @@ Run:
 
 Your own data: --set data_path=reviews.csv (columns text,label).
 
-Measured: see README ("Experiments II").
+Measured (defaults, seed 0, 2-core CPU, 10 s): test accuracy 0.780, F1 0.837
+(class 'great'); bag-of-words logistic regression 0.770 / 0.829; majority
+class 0.658. Settings tried, by validation accuracy: lstm 400 steps 0.805
+(chosen); gru 400 steps 0.760; gru H=32 wd 0.05 0.758; lstm 800 steps lr 1e-3
+wd 0.05 0.778; lstm 1500 steps 0.730.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ class Config(TrainConfig):
     embed_size: int = 64
     hidden_size: int = 64
     batch_size: int = 32
-    steps: int = 1500
+    steps: int = 400  # chosen by held-out (validation) accuracy: longer runs overfit 3,600 reviews
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    eval_every: int = 250
-    checkpoint_every: int = 250
+    eval_every: int = 100
+    checkpoint_every: int = 100
 
 
 SMOKE = {"steps": 4, "max_len": 12, "vocab_size": 200, "embed_size": 8, "hidden_size": 8, "batch_size": 8,
