@@ -108,7 +108,7 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
     with pytest.raises(SystemExit):
         cli(["train"])
     assert cli(["train", "addition", "--smoke"]) == 2
-    assert "unknown experiment 'addition'; available: adding, copy" in capsys.readouterr().err
+    assert "unknown experiment 'addition'; available: adding, charlm, copy, digits, forecast, sentiment" in capsys.readouterr().err
 
 
 def test_sweep_smoke_writes_table_and_plot(tmp_path, capsys):
