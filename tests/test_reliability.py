@@ -31,12 +31,12 @@ from experiments.__main__ import main as cli
 ROOT = Path(__file__).resolve().parents[1]
 # one XLA thread: the bitwise guarantee is stated for single-threaded CPU execution
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-KILL_SETS = ["steps=40", "checkpoint_every=1", "eval_every=10", "log_every=1", "hidden_size=16", "batch_size=16"]
+KILL_SETS = ["checkpoint_every=1", "eval_every=10", "log_every=1", "hidden_size=16", "batch_size=16"]
 
 
-def _cmd(workdir: Path, resume: bool) -> list[str]:
-    return [sys.executable, "-m", "experiments", "train", "adding", "--smoke", "--set", *KILL_SETS, "--quiet",
-            "--workdir", str(workdir), *(["--resume"] if resume else [])]
+def _cmd(workdir: Path, resume: bool, steps: int) -> list[str]:
+    return [sys.executable, "-m", "experiments", "train", "adding", "--smoke", "--set", f"steps={steps}", *KILL_SETS,
+            "--quiet", "--workdir", str(workdir), *(["--resume"] if resume else [])]
 
 
 def _env() -> dict[str, str]:
@@ -55,21 +55,27 @@ def _last_logged_step(workdir: Path) -> int:
     return max(steps, default=0)
 
 
-def _kill_and_resume(tmp_path: Path, kills: int, seed: int) -> dict:
+def _kill_and_resume(tmp_path: Path, kills: int, seed: int, steps: int) -> dict:
     """Run to completion while SIGKILLing the trainer `kills` times at random moments."""
     rng = random.Random(seed)
     reference = tmp_path / "uninterrupted"
-    subprocess.run(_cmd(reference, resume=False), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=600)
+    subprocess.run(_cmd(reference, resume=False, steps=steps), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=600)
     workdir = tmp_path / "killed"
     done_kills, lost, resumed_from = 0, [], []
     first = True
     while True:
-        proc = subprocess.Popen(_cmd(workdir, resume=not first), cwd=ROOT, env=_env(),
+        proc = subprocess.Popen(_cmd(workdir, resume=not first, steps=steps), cwd=ROOT, env=_env(),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = False
         if done_kills < kills:
-            # start-up (imports, compile) takes ~3 s; the 40 steps with a save each take ~2 s more
-            time.sleep(rng.uniform(2.5, 5.0))
+            # kill once the run has logged a random later step, after a random few milliseconds: the
+            # log is written just before each step's checkpoint, so kills often land mid-save
+            done = _last_logged_step(workdir)
+            target = rng.randint(done + 1, done + max((steps - done) // (kills - done_kills + 1), 1))
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and _last_logged_step(workdir) < target and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.05))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
@@ -93,15 +99,16 @@ def _kill_and_resume(tmp_path: Path, kills: int, seed: int) -> dict:
 
 
 def test_kill_and_resume(tmp_path):
-    out = _kill_and_resume(tmp_path, kills=4, seed=0)
+    out = _kill_and_resume(tmp_path, kills=4, seed=0, steps=40)
     print(f"\nkill-and-resume: {out['kills']} SIGKILLs survived; steps lost per kill: {out['steps_lost_per_kill']}")
-    assert out["kills"] >= 3
+    assert out["kills"] == 4
 
 
 @pytest.mark.slow
 def test_kill_and_resume_many(tmp_path):
-    out = _kill_and_resume(tmp_path, kills=25, seed=1)
+    out = _kill_and_resume(tmp_path, kills=25, seed=1, steps=150)
     print(f"\nkill-and-resume (long): {out['kills']} SIGKILLs survived; max steps lost {max(out['steps_lost_per_kill'])}")
+    assert out["kills"] == 25
 
 
 def test_partial_checkpoint_folder_is_ignored(tmp_path):
