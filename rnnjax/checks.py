@@ -140,12 +140,31 @@ def check_resets(fn: str, resets: Any, T: int, batch_shape: tuple[int, ...], tim
     return resets
 
 
-def check_remat(fn: str, remat: Any, T: int) -> int:
-    """The chunk length for `remat` (0 for no rematerialisation)."""
-    if remat is False or remat is None or remat == 0:
-        return 0
-    if remat is True:
-        return max(1, int(round(np.sqrt(T))))
-    if isinstance(remat, (int, np.integer)) and remat > 0:
-        return min(int(remat), max(T, 1))  # a chunk longer than the sequence is the whole sequence
-    raise ValueError(f"{fn}: `remat` must be False, True or a positive chunk length, got {remat!r}")
+def chunk_length(fn: str, remat: Any, truncation: Any, T: int) -> int:
+    """The chunk length of the chunked scan that `remat` and `truncation` share (0: no chunks).
+
+    `remat=True` means chunks of about sqrt(T) steps, or the truncation length
+    when both are set; an int is the chunk length itself. A chunk longer than
+    the sequence is the whole sequence.
+    """
+    if truncation is not None and (isinstance(truncation, bool) or not isinstance(truncation, (int, np.integer))
+                                   or truncation < 1):
+        raise ValueError(f"{fn}: `truncation` must be a positive int, got {truncation!r}")
+    if remat is None or remat is False or (not isinstance(remat, bool) and remat == 0):
+        remat_chunk = 0
+    elif remat is True:
+        remat_chunk = -1  # "choose for me"
+    elif isinstance(remat, (int, np.integer)) and remat > 0:
+        remat_chunk = int(remat)
+    else:
+        raise ValueError(f"{fn}: `remat` must be False, True or a positive chunk length, got {remat!r}")
+    if truncation is not None:
+        if remat_chunk > 0 and remat_chunk != truncation:
+            raise ValueError(f"{fn}: `remat` chunk {remat_chunk} and `truncation` {truncation} must be equal "
+                             "when both are set (or pass remat=True)")
+        chunk = int(truncation)
+    elif remat_chunk == -1:
+        chunk = max(1, int(round(np.sqrt(T))))
+    else:
+        chunk = remat_chunk
+    return min(chunk, max(T, 1)) if chunk else 0

@@ -131,13 +131,7 @@ def unroll(
         checks.check_lengths(fn, lengths, T, batch_shape)
     if resets is not None:
         resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
-    chunk = checks.check_remat(fn, remat, T)
-    if truncation is not None:
-        if isinstance(truncation, bool) or not isinstance(truncation, int) or truncation < 1:
-            raise ValueError(f"{fn}: `truncation` must be a positive int, got {truncation!r}")
-        if chunk and remat is not True and chunk != min(truncation, T):
-            raise ValueError(f"{fn}: `remat` chunk {chunk} and `truncation` {truncation} must be equal when both are set")
-        chunk = min(truncation, max(T, 1))
+    chunk = checks.chunk_length(fn, remat, truncation, T)
     method = resolve_method(cell, method)
     if chunk and method == "parallel":
         raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only")

@@ -217,3 +217,24 @@ def test_error_bad_input_size_at_init():
 def test_error_unknown_cell_name_lists_the_registered_ones():
     with _raises(KeyError, "unknown cell 'lstn'", "lstm"):
         rnnjax.cells.get("lstn", hidden_size=4)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"remat": -2}, "`remat` must be False, True or a positive chunk length, got -2"),
+        ({"truncation": 0}, "`truncation` must be a positive int, got 0"),
+        ({"remat": 4, "truncation": 5}, "`remat` chunk 4 and `truncation` 5 must be equal"),
+    ],
+)
+def test_error_remat_and_truncation(lstm, kwargs, message):
+    cell, params, xs = lstm
+    with _raises(ValueError, message):
+        rnnjax.unroll(cell, params, xs, **kwargs)
+
+
+def test_error_remat_with_parallel_method():
+    cell = rnnjax.cells.mingru(H)
+    params = cell.init(jax.random.key(0), I)
+    with _raises(ValueError, "`remat` and `truncation` apply to method='sequential' only"):
+        rnnjax.unroll(cell, params, jnp.ones((T, B, I)), method="parallel", remat=True)
