@@ -25,3 +25,21 @@ def test_tiny_harness_run_and_report(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "### lstm: training step" in md and "flax nn.RNN(LSTMCell)" in md
     assert (tmp_path / "tiny-lstm.png").stat().st_size > 0
+
+
+def test_custom_vjp_lstm_experiment_has_the_autodiff_gradients(x64):
+    """The benchmark's hand-written-VJP LSTM computes the same gradients as jax.grad of rnnjax.unroll."""
+    import chex
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import rnnjax
+    from benchmarks.impls import canonical, lstm_custom_vjp
+
+    w = {k: jnp.asarray(v, jnp.float64) for k, v in canonical("lstm", 3, 5).items()}
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((9, 2, 3)))
+    lstm, cell = lstm_custom_vjp(), rnnjax.cells.lstm(5, dtype=jnp.float64)
+    custom = jax.grad(lambda p, x: jnp.sum(jnp.sin(lstm(p["w_x"], p["w_h"], p["b"], x))), (0, 1))(w, xs)
+    auto = jax.grad(lambda p, x: jnp.sum(jnp.sin(rnnjax.unroll(cell, p, x)[1])), (0, 1))(w, xs)
+    chex.assert_trees_all_close(custom, auto, rtol=1e-12, atol=1e-12)
