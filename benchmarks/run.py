@@ -63,15 +63,17 @@ def machine() -> dict:
 
 
 def applicable(impl: str, kind: str) -> bool:
+    """Peers and kind-specific variants (listed in PEERS_FOR) run for their kinds; rnnjax's generic
+    variants run for every registered cell, the parallel scan only for cells with a linear form."""
     from benchmarks.impls import PEERS_FOR
 
-    if impl.startswith("rnnjax") and impl not in ("rnnjax-hoisted",):
-        if impl == "rnnjax-parallel":
-            import rnnjax
+    if any(impl in peers for peers in PEERS_FOR.values()):
+        return impl in PEERS_FOR.get(kind, ())
+    if impl == "rnnjax-parallel":
+        import rnnjax
 
-            return rnnjax.cells.spec(kind).has_linear_form
-        return True
-    return impl in PEERS_FOR.get(kind, ())
+        return rnnjax.cells.spec(kind).has_linear_form
+    return impl.startswith("rnnjax")
 
 
 def run_worker(args: list[str], timeout: float) -> list[dict]:

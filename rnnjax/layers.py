@@ -29,7 +29,7 @@ from rnnjax.unrolling import unroll
 # --- stacks ------------------------------------------------------------------------------
 
 
-def _check_residual(cells: Sequence[Cell], input_size: int | None = None) -> None:
+def _check_residual(cells: Sequence[Cell]) -> None:
     sizes = [c.output_size for c in cells]
     for k in range(1, len(cells)):
         if sizes[k] != sizes[k - 1]:
