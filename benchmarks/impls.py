@@ -81,6 +81,7 @@ def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, **unroll_
         return jnp.mean(jnp.square(ys.astype(jnp.float32)))
 
     tag = ",".join(f"{k}={v}" for k, v in unroll_kwargs.items())
+
     return _jax_impl(f"rnnjax{'[' + tag + ']' if tag else ''}", loss_fn, params, xs)
 
 
@@ -255,6 +256,7 @@ def jax_cudnn_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Imp
 
 IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax": rnnjax_impl,
+    "rnnjax-scan": lambda *a: rnnjax_impl(*a, kernel=False),
     "rnnjax-unroll4": lambda *a: rnnjax_impl(*a, unroll=4),
     "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
     "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),
@@ -272,86 +274,3 @@ PEERS_FOR = {
     "lstm": ("flax", "flax-optimized", "equinox", "torch", "jax-cudnn", "rnnjax-hoisted"),
     "gru": ("flax", "equinox", "torch", "rnnjax-hoisted"),
 }
-
-
-# --- an experiment towards a faster default: LSTM with a hand-written VJP -------------------
-
-
-def lstm_custom_vjp():
-    """An LSTM unroll whose backward pass is the manual BPTT of rnnjax/reference/lstm.py in JAX.
-
-    The backward scan does one matmul per step (`dh_{t-1} = da_t W_h^T`) and
-    emits `da_t`; the weight and input gradients are then three large matmuls
-    over all steps at once (cuDNN's layout), instead of XLA's per-step
-    accumulation of `h_{t-1}^T da_t` and `x_t^T da_t`. Zero initial state, no
-    lengths: a benchmark variant, not yet a library path.
-    """
-
-    def forward(w_x, w_h, b, xs):
-        B, H = xs.shape[1], w_h.shape[0]
-
-        def step(carry, x):
-            h, c = carry
-            a = x @ w_x + h @ w_h + b
-            i, f, o = (jax.nn.sigmoid(a[..., k * H:(k + 1) * H]) for k in (0, 1, 3))
-            g = jnp.tanh(a[..., 2 * H:3 * H])
-            c_new = f * c + i * g
-            h_new = o * jnp.tanh(c_new)
-            return (h_new, c_new), (h_new, c_new, jnp.concatenate([i, f, g, o], -1))
-
-        zeros = jnp.zeros((B, H), xs.dtype)
-        _, (hs, cs, gates) = jax.lax.scan(step, (zeros, zeros), xs)
-        return hs, cs, gates
-
-    @jax.custom_vjp
-    def lstm(w_x, w_h, b, xs):
-        return forward(w_x, w_h, b, xs)[0]
-
-    def lstm_fwd(w_x, w_h, b, xs):
-        hs, cs, gates = forward(w_x, w_h, b, xs)
-        return hs, (w_x, w_h, xs, hs, cs, gates)
-
-    def lstm_bwd(res, dys):
-        w_x, w_h, xs, hs, cs, gates = res
-        H = w_h.shape[0]
-        zeros = jnp.zeros_like(hs[0])
-        cs_prev = jnp.concatenate([zeros[None], cs[:-1]])
-        hs_prev = jnp.concatenate([zeros[None], hs[:-1]])
-
-        def step(carry, inputs):
-            dh_next, dc_next = carry
-            dy, c, c_prev, gate = inputs
-            i, f, g, o = (gate[..., k * H:(k + 1) * H] for k in range(4))
-            tanh_c = jnp.tanh(c)
-            dh = dy + dh_next
-            dc = dc_next + dh * o * (1 - tanh_c**2)
-            da = jnp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g**2),
-                                  dh * tanh_c * o * (1 - o)], -1)
-            return (da @ w_h.T, dc * f), da
-
-        _, das = jax.lax.scan(step, (zeros, zeros), (dys, cs, cs_prev, gates), reverse=True)
-        T, B = xs.shape[:2]
-        flat = das.reshape(T * B, -1)
-        d_w_x = xs.reshape(T * B, -1).T @ flat
-        d_w_h = hs_prev.reshape(T * B, -1).T @ flat
-        return d_w_x, d_w_h, flat.sum(0), das @ w_x.T
-
-    lstm.defvjp(lstm_fwd, lstm_bwd)
-    return lstm
-
-
-def rnnjax_customvjp_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
-    if kind != "lstm":
-        raise ValueError("the custom-VJP experiment is written for the LSTM only")
-    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), canonical(kind, I, H))
-    xs = jnp.asarray(inputs(T, B, I), dtype)
-    lstm = lstm_custom_vjp()
-
-    def loss_fn(p, x):
-        return jnp.mean(jnp.square(lstm(p["w_x"], p["w_h"], p["b"], x).astype(jnp.float32)))
-
-    return _jax_impl("rnnjax[custom VJP, experiment]", loss_fn, params, xs)
-
-
-IMPLS["rnnjax-customvjp"] = rnnjax_customvjp_impl
-PEERS_FOR["lstm"] = (*PEERS_FOR["lstm"], "rnnjax-customvjp")

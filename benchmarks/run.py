@@ -28,7 +28,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-DEFAULT_IMPLS = ("rnnjax", "rnnjax-unroll4", "rnnjax-hoisted", "rnnjax-remat", "rnnjax-parallel",
+DEFAULT_IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-unroll4", "rnnjax-hoisted", "rnnjax-remat", "rnnjax-parallel",
                  "flax", "flax-optimized", "equinox", "torch", "jax-cudnn")
 
 
@@ -64,7 +64,8 @@ def machine() -> dict:
 
 def applicable(impl: str, kind: str) -> bool:
     """Peers and kind-specific variants (listed in PEERS_FOR) run for their kinds; rnnjax's generic
-    variants run for every registered cell, the parallel scan only for cells with a linear form."""
+    variants run for every registered cell, the parallel scan only for cells with a linear form and
+    the plain scan (`kernel=False`) only for cells whose default is a sequence kernel."""
     from benchmarks.impls import PEERS_FOR
 
     if any(impl in peers for peers in PEERS_FOR.values()):
@@ -73,6 +74,10 @@ def applicable(impl: str, kind: str) -> bool:
         import rnnjax
 
         return rnnjax.cells.spec(kind).has_linear_form
+    if impl == "rnnjax-scan":
+        import rnnjax
+
+        return rnnjax.cells.get(kind, hidden_size=8).sequence is not None
     return impl.startswith("rnnjax")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import jax
@@ -35,7 +36,7 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
 def resolve_method(cell: Cell, method: str) -> str:
     """The unroll method `auto` stands for, for this cell on the default backend.
 
-    Rule (see benchmarks/README.md for the measurements): the parallel
+    Rule (see the README, "Benchmarks", for the measurements): the parallel
     associative scan does O(T log T) work in O(log T) depth; it pays where many
     cores wait for work (GPU, TPU). On CPU the sequential scan is faster, so
     `auto` is "parallel" only for cells with a linear form on a non-CPU backend.
@@ -66,6 +67,7 @@ def unroll(
     resets: ArrayLike | None = None,
     remat: bool | int = False,
     truncation: int | None = None,
+    kernel: bool | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Run `cell` over the time axis of `xs`; returns `(final_carry, ys)`.
 
@@ -109,6 +111,15 @@ def unroll(
         (e.g. language models on long streams); it cannot learn longer ones.
         For exact gradients in less memory use `remat` instead. Combined with
         `remat`, the chunks are the same (`remat=True` then means K).
+      kernel: whether to run the cell's sequence kernel (`cell.sequence`, e.g.
+        the LSTM's, rnnjax/cells/lstm_kernel.py) instead of `lax.scan` over
+        `cell.step`. Same function, same gradients, faster where it was
+        measured to be. None (default): where the cell has one, the backend is
+        the CPU and the call needs nothing the kernel lacks (the sequential
+        method, `unroll=1`, no `resets`, `remat` or `truncation`). False: always
+        the plain scan. True: the kernel, or a ValueError saying why not. The
+        kernels' VJPs are hand-written, so use False for forward-mode autodiff
+        (`jax.jvp`, `jax.jacfwd`).
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
@@ -135,6 +146,7 @@ def unroll(
     method = resolve_method(cell, method)
     if chunk and method == "parallel":
         raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only")
+    use_kernel = _use_kernel(fn, cell, kernel, method, unroll, resets, chunk)
 
     if not time_major:
         xs = jnp.moveaxis(xs, -2, 0)
@@ -151,7 +163,9 @@ def unroll(
         # the *next* step starts a segment
         resets = jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
 
-    if method == "parallel" and T > 0:
+    if use_kernel and T > 0:
+        carry, ys = _kernel_unroll(cell, params, xs, initial_carry, mask, reverse, batch_shape)
+    elif method == "parallel" and T > 0:
         carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, resets, reverse)
     else:
         carry, ys = _sequential_unroll(
@@ -162,6 +176,43 @@ def unroll(
     if not time_major:
         ys = jnp.moveaxis(ys, 0, -2)
     return carry, ys
+
+
+def _use_kernel(fn, cell, kernel, method, unroll, resets, chunk) -> bool:
+    """Whether `unroll` runs `cell.sequence` (see the `kernel` argument)."""
+    if kernel is False:
+        return False
+    if kernel not in (None, True):
+        raise TypeError(f"{fn}: `kernel` must be None, True or False, got {kernel!r}")
+    blockers = [
+        (cell.sequence is None, f"cell {cell.name!r} has no sequence kernel"),
+        (method != "sequential", f"method={method!r} (the kernels are sequential)"),
+        (unroll not in (1, False), f"unroll={unroll!r} (the kernels choose their own)"),
+        (resets is not None, "`resets` is given"),
+        (bool(chunk), "`remat` or `truncation` is given"),
+    ]
+    reasons = [why for blocked, why in blockers if blocked]
+    if kernel is True:
+        if reasons:
+            raise ValueError(f"{fn}: kernel=True, but the sequence kernel does not apply: {'; '.join(reasons)}")
+        return True
+    # measured faster on CPU (README "Benchmarks"); unmeasured on GPU/TPU, where the scan stays
+    return not reasons and jax.default_backend() == "cpu"
+
+
+def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
+    """`cell.sequence` on `[T, N, I]`, with the batch axes flattened to N and restored."""
+    T, n = xs.shape[0], int(math.prod(batch_shape))
+    flat = lambda a: a.reshape(n, *a.shape[len(batch_shape):])  # noqa: E731
+    carry, ys = cell.sequence(
+        params,
+        xs.reshape(T, n, xs.shape[-1]),
+        jax.tree_util.tree_map(flat, carry0),
+        None if mask is None else mask.reshape(T, n),
+        reverse,
+    )
+    carry = jax.tree_util.tree_map(lambda a: a.reshape(*batch_shape, *a.shape[1:]), carry)
+    return carry, ys.reshape(T, *batch_shape, ys.shape[-1])
 
 
 def _sequential_unroll(cell, params, xs, carry0, mask, resets, reverse, unroll, chunk, checkpoint=False, truncate=False):

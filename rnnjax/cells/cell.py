@@ -62,6 +62,10 @@ class Cell(NamedTuple):
         keyword arguments), e.g. `{"hidden_size": 64, "activation": "tanh"}`.
       linear: the cell's `LinearRecurrence` form, or None when its carry
         update is not linear in the carry.
+      sequence: optional kernel for a whole sequence, `(params, xs [T, B, I],
+        carry, mask [T, B] | None, reverse) -> (carry, ys)`, computing exactly
+        what `lax.scan` of `step` computes (with `unroll`'s masking rules), laid
+        out for speed; `rnnjax.unroll` uses it on CPU (see its `kernel` argument).
     """
 
     init: Callable[[PRNGKey, int], Params]
@@ -73,6 +77,7 @@ class Cell(NamedTuple):
     output_size: int
     config: Mapping[str, Any]
     linear: LinearRecurrence | None = None
+    sequence: Callable[..., tuple[Carry, Array]] | None = None
 
 
 def linear_step(linear: LinearRecurrence) -> Callable[[Params, Array, Array], tuple[Array, Array]]:

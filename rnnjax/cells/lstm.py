@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import reference
+from rnnjax.cells import lstm_kernel
 from rnnjax.cells.cell import (
     Cell,
     check_dtype,
@@ -131,6 +132,11 @@ def lstm(
         h = jax.nn.sigmoid(a_o) * jnp.tanh(c_out)
         return LSTMState(h=h, c=c), h
 
+    def sequence(params, xs, carry, mask, reverse):
+        hs, h, c = lstm_kernel.lstm_sequence(params, xs, carry.h, carry.c, mask, reverse)
+        ys = hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros((), hs.dtype))
+        return LSTMState(h=h, c=c), ys
+
     return Cell(
         init=init,
         initial_carry=initial_carry,
@@ -141,4 +147,6 @@ def lstm(
         output_size=H,
         config={"hidden_size": H, "forget_bias": forget_bias, "peephole": peephole, "layer_norm": layer_norm,
                 "dtype": dtype},
+        # the plain LSTM has a sequence kernel (rnnjax/cells/lstm_kernel.py); the variants use the scan
+        sequence=None if peephole or layer_norm else sequence,
     )

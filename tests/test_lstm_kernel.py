@@ -1,0 +1,149 @@
+"""The LSTM sequence kernel (rnnjax/cells/lstm_kernel.py) against the plain scan of `lstm.step`.
+
+The kernel's VJP is written by hand, so every gradient here is compared with
+`jax.grad` of the scan (`kernel=False`) in float64. The NumPy reference BPTT
+(tests/test_reference.py) and the cell contract also run through the kernel,
+because it is `unroll`'s default for the LSTM on CPU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from rnnjax.cells import lstm_kernel
+
+T, I = 7, 3
+
+
+def _setup(H, batch_shape, dtype=jnp.float64, seed=0):
+    cell = rnnjax.cells.lstm(H, dtype=dtype)
+    params = cell.init(jax.random.key(seed), I)
+    params = jax.tree_util.tree_map(lambda a: a + 0.2 * jax.random.normal(jax.random.key(seed + 1), a.shape, a.dtype),
+                                    params)  # non-zero biases everywhere
+    xs = jax.random.normal(jax.random.key(seed + 2), (T, *batch_shape, I), dtype)
+    carry0 = jax.tree_util.tree_map(lambda a: a + 0.3, cell.initial_carry(params, batch_shape))
+    return cell, params, xs, carry0
+
+
+def _loss(cell, lengths, reverse, kernel):
+    def loss(params, xs, carry0):
+        carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse,
+                                  kernel=kernel)
+        weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+        return jnp.sum(ys * weights) + jnp.sum(jnp.sin(carry.h)) + jnp.sum(carry.c**2)
+
+    return loss
+
+
+CASES = [(6, (4,), reverse, padded) for reverse in (False, True) for padded in (False, True)] + [
+    (6, (), True, False),  # unbatched
+    (6, (2, 3), True, True),  # two batch axes
+    (5, (2, 3), False, True),  # H = 5 cannot be split in two blocks: one block
+]
+
+
+@pytest.mark.parametrize("H, batch_shape, reverse, padded", CASES)
+def test_kernel_equals_scan_values_and_gradients(x64, H, batch_shape, reverse, padded):
+    cell, params, xs, carry0 = _setup(H, batch_shape)
+    lengths = None
+    if padded:
+        lengths = jnp.asarray(np.random.default_rng(0).integers(0, T + 1, batch_shape))
+        lengths = lengths.at[(0,) * len(batch_shape)].set(0) if batch_shape else lengths  # a length-0 sequence
+    got = jax.value_and_grad(_loss(cell, lengths, reverse, True), argnums=(0, 1, 2))(params, xs, carry0)
+    want = jax.value_and_grad(_loss(cell, lengths, reverse, False), argnums=(0, 1, 2))(params, xs, carry0)
+    chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-12)
+    out_k = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=True)
+    out_s = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=False)
+    chex.assert_trees_all_close(out_k, out_s, rtol=1e-12, atol=1e-12)
+
+
+def test_blocks_reorder_the_gate_columns_by_hidden_unit():
+    w = jnp.arange(2 * 16).reshape(2, 16)  # H = 4: gates i|f|g|o, each 4 wide
+    first, second = lstm_kernel._to_blocks(w, 4, 2)
+    # block 0 holds units 0, 1 of each gate, block 1 units 2, 3
+    np.testing.assert_array_equal(first[0], [0, 1, 4, 5, 8, 9, 12, 13])
+    np.testing.assert_array_equal(second[0], [2, 3, 6, 7, 10, 11, 14, 15])
+    assert lstm_kernel.blocks_for(256) == 2 and lstm_kernel.blocks_for(5) == 1
+
+
+def _uses_kernel(**kwargs) -> bool:
+    cell = rnnjax.cells.lstm(4)
+    params = cell.init(jax.random.key(0), 2)
+    jaxpr = jax.make_jaxpr(lambda p, x: rnnjax.unroll(cell, p, x, **kwargs))(params, jnp.ones((3, 2, 2)))
+    return "custom_vjp_call" in str(jaxpr)
+
+
+def test_the_kernel_is_the_default_on_cpu_and_steps_aside_when_it_does_not_apply():
+    assert jax.default_backend() == "cpu"
+    assert _uses_kernel()
+    assert _uses_kernel(lengths=jnp.array([1, 3]), reverse=True)
+    assert not _uses_kernel(kernel=False)
+    assert not _uses_kernel(unroll=2)
+    assert not _uses_kernel(remat=True)
+    assert not _uses_kernel(resets=jnp.zeros((3, 2), bool))
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"unroll": 2}, "unroll=2 (the kernels choose their own)"),
+        ({"remat": 2}, "`remat` or `truncation` is given"),
+        ({"resets": jnp.zeros((3, 2), bool)}, "`resets` is given"),
+    ],
+)
+def test_kernel_true_says_why_it_cannot_apply(kwargs, reason):
+    cell = rnnjax.cells.lstm(4)
+    params = cell.init(jax.random.key(0), 2)
+    msg = f"rnnjax.unroll: kernel=True, but the sequence kernel does not apply: {reason}"
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), kernel=True, **kwargs)
+
+
+def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
+    for name in ("gru", "lstm_peephole"):
+        cell = rnnjax.cells.get(name, hidden_size=4)
+        params = cell.init(jax.random.key(0), 2)
+        with pytest.raises(ValueError, match=re.escape(f"cell {cell.name!r} has no sequence kernel")):
+            rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), kernel=True)
+    cell = rnnjax.cells.lstm(4)
+    with pytest.raises(TypeError, match=re.escape("rnnjax.unroll: `kernel` must be None, True or False, got 'yes'")):
+        rnnjax.unroll(cell, cell.init(jax.random.key(0), 2), jnp.ones((3, 2, 2)), kernel="yes")
+
+
+def test_kernel_under_vmap_jit_and_second_order_gradients(x64):
+    cell, params, xs, carry0 = _setup(4, (3,))
+    ensemble = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), params)
+
+    def loss(p, kernel):
+        return jnp.sum(rnnjax.unroll(cell, p, xs, initial_carry=carry0, kernel=kernel)[1] ** 2)
+
+    grads = {k: jax.jit(jax.vmap(jax.grad(lambda p: loss(p, k))))(ensemble) for k in (True, False)}
+    chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-12, atol=1e-12)
+    # the hand-written backward pass is itself differentiable (reverse-over-reverse Hessian-vector products)
+    def hvp(kernel):
+        g_dot_v = lambda p: sum(jnp.vdot(g, v) for g, v in zip(jax.tree_util.tree_leaves(jax.grad(  # noqa: E731
+            lambda q: loss(q, kernel))(p)), jax.tree_util.tree_leaves(params)))
+        return jax.grad(g_dot_v)(params)
+
+    hvp = {k: hvp(k) for k in (True, False)}
+    chex.assert_trees_all_close(hvp[True], hvp[False], rtol=1e-10, atol=1e-10)
+
+
+def test_empty_sequence_and_bfloat16():
+    cell = rnnjax.cells.lstm(4)
+    params = cell.init(jax.random.key(0), 2)
+    carry, ys = rnnjax.unroll(cell, params, jnp.ones((0, 3, 2)))
+    assert ys.shape == (0, 3, 4) and carry.h.shape == (3, 4)
+    cell16 = rnnjax.cells.lstm(4, dtype=jnp.bfloat16)
+    p16 = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params)
+    xs = jax.random.normal(jax.random.key(1), (5, 3, 2))
+    ys16 = rnnjax.unroll(cell16, p16, xs.astype(jnp.bfloat16))[1]
+    assert ys16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(ys16, np.float32), rnnjax.unroll(cell, params, xs)[1], atol=3e-2)
