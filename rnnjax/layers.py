@@ -166,6 +166,9 @@ def learnable_initial_carry(cell: Cell) -> Cell:
         name=f"{cell.name}+learned_carry",
         config={**cell.config, "learnable_initial_carry": True},
         linear=linear,
+        sequence=None if cell.sequence is None else (
+            lambda params, xs, carry, mask, reverse: cell.sequence(params["cell"], xs, carry, mask, reverse)
+        ),
     )
 
 
