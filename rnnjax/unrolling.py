@@ -112,7 +112,7 @@ def unroll(
         For exact gradients in less memory use `remat` instead. Combined with
         `remat`, the chunks are the same (`remat=True` then means K).
       kernel: whether to run the cell's sequence kernel (`cell.sequence`, e.g.
-        the LSTM's, rnnjax/cells/lstm_kernel.py) instead of `lax.scan` over
+        the LSTM's, rnnjax/kernels/lstm.py) instead of `lax.scan` over
         `cell.step`. Same function, same gradients, faster where it was
         measured to be. None (default): where the cell has one, the backend is
         the CPU and the call needs nothing the kernel lacks (the sequential

@@ -1,4 +1,4 @@
-"""The LSTM sequence kernel (rnnjax/cells/lstm_kernel.py) against the plain scan of `lstm.step`.
+"""The LSTM sequence kernel (rnnjax/kernels/lstm.py) against the plain scan of `lstm.step`.
 
 The kernel's VJP is written by hand, so every gradient here is compared with
 `jax.grad` of the scan (`kernel=False`) in float64. The NumPy reference BPTT
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.cells import lstm_kernel
+from rnnjax.kernels import lstm as lstm_kernel
 
 T, I = 7, 3
 

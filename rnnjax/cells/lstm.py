@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import reference
-from rnnjax.cells import lstm_kernel
+from rnnjax.kernels import lstm as lstm_kernel
 from rnnjax.cells.cell import (
     Cell,
     check_dtype,
@@ -147,6 +147,6 @@ def lstm(
         output_size=H,
         config={"hidden_size": H, "forget_bias": forget_bias, "peephole": peephole, "layer_norm": layer_norm,
                 "dtype": dtype},
-        # the plain LSTM has a sequence kernel (rnnjax/cells/lstm_kernel.py); the variants use the scan
+        # the plain LSTM has a sequence kernel (rnnjax/kernels/lstm.py); the variants use the scan
         sequence=None if peephole or layer_norm else sequence,
     )
