@@ -15,10 +15,20 @@ benchmarks/results/cpu-lstm-kernel-2026-11-26.md have the numbers):
   gates. The single `[B, 4H]` matmul is spread across cores by the matmul
   library instead, whose worker threads fall asleep during the gate work and
   are slow to wake: per step that cost more than the matmul itself.
-- **Manual BPTT** (the equations of rnnjax/reference/lstm.py): the backward
-  scan does one `[B, 4H/blocks] x [4H/blocks, H]` product per block and step
-  and stacks the gate gradients `da_t`; the weight gradients are then one
-  large matmul each over all steps, instead of XLA's per-step accumulation.
+- **One nonlinearity for all four gates.** The candidate's columns of the
+  weights are doubled (`tanh(a) = 2 sigmoid(2a) - 1`), so a single sigmoid
+  over the block's `[B, 4H/blocks]` pre-activations gives every gate, with no
+  split-and-concatenate between them.
+- **Manual BPTT** (the equations of rnnjax/reference/lstm.py). The forward
+  stores, per step and block, the step's local derivatives
+  `[M_i, M_f, M_g, M_o, P, F]` (e.g. `M_f = c_{t-1} f (1 - f)`,
+  `P = o (1 - tanh^2 c_t)`), computed while the gates are in registers; the
+  backward scan is then only `dc = dc_{t+1} F_{t+1} + dh P`,
+  `da = [dc M_i, dc M_f, dc M_g, dh M_o]` and one `[B, 4H/blocks] x
+  [4H/blocks, H]` product per block, and stacks `da_t`; the weight gradients
+  are one large matmul each over all steps, instead of XLA's per-step
+  accumulation. Masked steps store `M = P = 0, F = 1`, which passes `dc`
+  through unchanged.
 - **Unrolled scans** (4 steps per loop iteration), which XLA:CPU compiles to
   better code for reading the stored activations.
 
@@ -49,42 +59,50 @@ def _to_blocks(w: jax.Array, hidden_size: int, blocks: int) -> list[jax.Array]:
     return [w4[:, :, k * per:(k + 1) * per].reshape(w.shape[0], 4 * per) for k in range(blocks)]
 
 
-def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse):
-    """Run the blocked LSTM; returns the final carry and per step the carries `h, c`
-    (masked steps repeat the previous carry) and the activated gates."""
+def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
+    """Run the blocked LSTM; returns the final carry and per step the carry `h`
+    (masked steps repeat the previous carry) and, with `residuals`, per block the
+    step's local derivatives `[M_i, M_f, M_g, M_o, P, F]` that the backward needs."""
     blocks = len(w_h)
 
     def step(carry, inputs):
         h, cs = carry
         x, valid = inputs
-        hs, cs_new, gates = [], [], []
+        hs, cs_new, res = [], [], []
         for k in range(blocks):
-            a = x @ w_x[k] + h @ w_h[k] + b[k]
-            a_i, a_f, a_g, a_o = jnp.split(a, 4, axis=-1)
-            i, f, g, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jnp.tanh(a_g), jax.nn.sigmoid(a_o)
+            s = jax.nn.sigmoid(x @ w_x[k] + h @ w_h[k] + b[k])  # g's columns come doubled (lstm_sequence)
+            i, f, sg, o = jnp.split(s, 4, axis=-1)
+            g = 2 * sg - 1
             c = f * cs[k] + i * g
-            hs.append(o * jnp.tanh(c))
+            tanh_c = jnp.tanh(c)
+            hs.append(o * tanh_c)
             cs_new.append(c)
-            gates.append(jnp.concatenate([i, f, g, o], axis=-1))
+            if residuals:  # d c_t / d a, d h_t / d c_t and d c_t / d c_{t-1}, see the module docstring
+                q = [g * i * (1 - i), cs[k] * f * (1 - f), 2 * i * sg * (1 - sg), tanh_c * o * (1 - o),
+                     o * (1 - tanh_c**2), f]
+                if valid is not None:  # a masked step passes dh and dc straight through
+                    v = valid[:, None]
+                    q = [jnp.where(v, z, 0) for z in q[:5]] + [jnp.where(v, f, 1)]
+                res.append(jnp.concatenate(q, axis=-1))
         h_new = jnp.concatenate(hs, axis=-1)
         if valid is not None:
             v = valid[:, None]
             h_new = jnp.where(v, h_new, h)
             cs_new = [jnp.where(v, c, c_old) for c, c_old in zip(cs_new, cs)]
-        return (h_new, cs_new), (h_new, cs_new, gates)
+        return (h_new, cs_new), (h_new, res)
 
     return jax.lax.scan(step, (h0, c0), (xs, mask), reverse=reverse, unroll=STEPS_PER_ITERATION)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(7,))
 def _run(w_x, w_h, b, xs, h0, c0, mask, reverse):
-    (h, c), (hs, _, _) = _forward(w_x, w_h, b, xs, h0, c0, mask, reverse)
+    (h, c), (hs, _) = _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals=False)
     return hs, h, c
 
 
 def _run_fwd(w_x, w_h, b, xs, h0, c0, mask, reverse):
-    (h, c), (hs, cs, gates) = _forward(w_x, w_h, b, xs, h0, c0, mask, reverse)
-    return (hs, h, c), (w_x, w_h, xs, h0, c0, mask, hs, cs, gates)
+    (h, c), (hs, q) = _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals=True)
+    return (hs, h, c), (w_x, w_h, xs, h0, mask, hs, q)
 
 
 def _previous(first, stacked, reverse):
@@ -95,43 +113,30 @@ def _previous(first, stacked, reverse):
 
 
 def _run_bwd(reverse, res, cotangents):
-    w_x, w_h, xs, h0, c0, mask, hs, cs, gates = res
+    w_x, w_h, xs, h0, mask, hs, q = res
     d_hs, d_h, d_c = cotangents
     blocks = len(w_h)
-    cs_prev = [_previous(c0[k], cs[k], reverse) for k in range(blocks)]
     w_h_t = [w.T for w in w_h]  # transposed once here, not in every step
 
     def step(carry, inputs):
-        dh_next, dc_next = carry
-        dy, c, c_prev, gate, valid = inputs
-        dh = dy + dh_next  # the step's h feeds the output and the next step
-        if valid is not None:
-            v = valid[:, None].astype(dh.dtype)
-            dh_new, dc_new = dh * v, [dc * v for dc in dc_next]  # a masked step passes them through
-        else:
-            dh_new, dc_new = dh, dc_next
-        dh_parts = jnp.split(dh_new, blocks, axis=-1)
-        das, dc_prev, dh_prev = [], [], 0
+        dh_rec, dcf = carry  # gradient reaching h_t from later steps; dc_{t+1} * f_{t+1}
+        dy, q_t, valid = inputs
+        dh = dy + dh_rec
+        dh_parts = jnp.split(dh, blocks, axis=-1)
+        das, dcf_new, dh_prev = [], [], 0
         for k in range(blocks):
-            i, f, g, o = jnp.split(gate[k], 4, axis=-1)
-            tanh_c = jnp.tanh(c[k])
-            dc = dc_new[k] + dh_parts[k] * o * (1 - tanh_c**2)  # through h = o * tanh(c)
-            da = jnp.concatenate([
-                dc * g * i * (1 - i),  # input gate, through sigmoid
-                dc * c_prev[k] * f * (1 - f),  # forget gate
-                dc * i * (1 - g**2),  # candidate, through tanh
-                dh_parts[k] * tanh_c * o * (1 - o),  # output gate
-            ], axis=-1)
+            m_i, m_f, m_g, m_o, p, f = jnp.split(q_t[k], 6, axis=-1)
+            dc = dcf[k] + dh_parts[k] * p
+            da = jnp.concatenate([dc * m_i, dc * m_f, dc * m_g, dh_parts[k] * m_o], axis=-1)
             das.append(da)
-            dc_prev.append(dc * f)
+            dcf_new.append(dc * f)
             dh_prev = dh_prev + da @ w_h_t[k]  # through the recurrent matmul
         if valid is not None:
-            dh_prev = dh_prev + dh * (1 - v)
-            dc_prev = [d + dc_n * (1 - v) for d, dc_n in zip(dc_prev, dc_next)]
-        return (dh_prev, dc_prev), das
+            dh_prev = dh_prev + jnp.where(valid[:, None], 0, dh)
+        return (dh_prev, dcf_new), das
 
     (dh0, dc0), das = jax.lax.scan(
-        step, (d_h, list(d_c)), (d_hs, cs, cs_prev, gates, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
+        step, (d_h, list(d_c)), (d_hs, q, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
     )
     T, B = xs.shape[:2]
     h_prev = _previous(h0, hs, reverse).reshape(T * B, -1)
@@ -160,8 +165,10 @@ def lstm_sequence(params, xs, h0, c0, mask=None, reverse=False, blocks: int = 2)
     """
     H = params["w_h"].shape[0]
     n = blocks_for(H, blocks)
-    w_x = _to_blocks(params["w_x"], H, n)
-    w_h = _to_blocks(params["w_h"], H, n)
-    b = [p[0] for p in _to_blocks(params["b"][None], H, n)]
+    # double the candidate's columns: one sigmoid then gives all four gates (g = 2 sigmoid(2a) - 1)
+    scale = jnp.repeat(jnp.array([1, 1, 2, 1], params["w_h"].dtype), H)
+    w_x = _to_blocks(params["w_x"] * scale, H, n)
+    w_h = _to_blocks(params["w_h"] * scale, H, n)
+    b = [p[0] for p in _to_blocks((params["b"] * scale)[None], H, n)]
     hs, h, cs = _run(w_x, w_h, b, xs, h0, jnp.split(c0, n, axis=-1), mask, reverse)
     return hs, h, jnp.concatenate(cs, axis=-1)
