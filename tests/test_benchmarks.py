@@ -9,7 +9,7 @@ from benchmarks import report, run
 
 def test_tiny_harness_run_and_report(tmp_path):
     out = tmp_path / "tiny.json"
-    rc = run.main(["--kinds", "lstm", "gru", "mingru", "--impls", "rnnjax", "rnnjax-scan", "rnnjax-parallel", "rnnjax-remat", "flax",
+    rc = run.main(["--kinds", "lstm", "gru", "mingru", "--impls", "rnnjax", "rnnjax-scan", "rnnjax-parallel", "flax",
                    "equinox", "torch", "--seq-lens", "4", "9", "--batch", "2", "--input", "3", "--hidden", "4",
                    "--reps", "2", "--out", str(out), "--quiet"])
     result = json.loads(out.read_text())
