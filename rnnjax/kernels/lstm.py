@@ -25,7 +25,8 @@ benchmarks/results/cpu-lstm-kernel2-2026-11-26.md have the numbers):
   `P = o (1 - tanh^2 c_t)`), computed while the gates are in registers; the
   backward scan is then only `dc = dc_{t+1} F_{t+1} + dh P`,
   `da = [dc M_i, dc M_f, dc M_g, dh M_o]` and one `[B, 4H/blocks] x
-  [4H/blocks, H]` product per block, and stacks `da_t`; the weight gradients
+  [4H/blocks, H]` product per block, and writes `da_t` over the `M_t` it
+  has just read (in place: no new `[T, B, 4H]` buffer to zero-fill); the weight gradients
   are one large matmul each over all steps, instead of XLA's per-step
   accumulation. Masked steps store `M = P = 0, F = 1`, which passes `dc`
   through unchanged.
@@ -83,7 +84,8 @@ def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
                 if valid is not None:  # a masked step passes dh and dc straight through
                     v = valid[:, None]
                     q = [jnp.where(v, z, 0) for z in q[:5]] + [jnp.where(v, f, 1)]
-                res.append(jnp.concatenate(q, axis=-1))
+                # [M_i M_f M_g M_o] (the backward overwrites it with da in place) and [P F]
+                res.append((jnp.concatenate(q[:4], axis=-1), jnp.concatenate(q[4:], axis=-1)))
         h_new = jnp.concatenate(hs, axis=-1)
         if valid is not None:
             v = valid[:, None]
@@ -117,26 +119,34 @@ def _run_bwd(reverse, res, cotangents):
     d_hs, d_h, d_c = cotangents
     blocks = len(w_h)
     w_h_t = [w.T for w in w_h]  # transposed once here, not in every step
+    T = xs.shape[0]
+    ms = [m for m, _ in q]  # per block [T, B, 4H/blocks]: M_t, replaced by da_t as the scan passes
+    pfs = [pf for _, pf in q]
 
     def step(carry, inputs):
-        dh_rec, dcf = carry  # gradient reaching h_t from later steps; dc_{t+1} * f_{t+1}
-        dy, q_t, valid = inputs
+        # dh_rec: the gradient reaching h_t from later steps; dcf: dc_{t+1} * F_{t+1}; t: this step's index
+        dh_rec, dcf, ms, t = carry
+        dy, pf_t, valid = inputs
+        t = t - 1 if not reverse else t + 1
         dh = dy + dh_rec
         dh_parts = jnp.split(dh, blocks, axis=-1)
-        das, dcf_new, dh_prev = [], [], 0
+        ms_new, dcf_new, dh_prev = [], [], 0
         for k in range(blocks):
-            m_i, m_f, m_g, m_o, p, f = jnp.split(q_t[k], 6, axis=-1)
+            m_t = jax.lax.dynamic_index_in_dim(ms[k], t, keepdims=False)
+            m_i, m_f, m_g, m_o = jnp.split(m_t, 4, axis=-1)
+            p, f = jnp.split(pf_t[k], 2, axis=-1)
             dc = dcf[k] + dh_parts[k] * p
             da = jnp.concatenate([dc * m_i, dc * m_f, dc * m_g, dh_parts[k] * m_o], axis=-1)
-            das.append(da)
+            ms_new.append(jax.lax.dynamic_update_index_in_dim(ms[k], da, t, 0))
             dcf_new.append(dc * f)
             dh_prev = dh_prev + da @ w_h_t[k]  # through the recurrent matmul
         if valid is not None:
             dh_prev = dh_prev + jnp.where(valid[:, None], 0, dh)
-        return (dh_prev, dcf_new), das
+        return (dh_prev, dcf_new, ms_new, t), None
 
-    (dh0, dc0), das = jax.lax.scan(
-        step, (d_h, list(d_c)), (d_hs, q, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
+    t0 = jnp.array(T if not reverse else -1, jnp.int32)  # one past the backward scan's first step
+    (dh0, dc0, das, _), _ = jax.lax.scan(
+        step, (d_h, list(d_c), ms, t0), (d_hs, pfs, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
     )
     T, B = xs.shape[:2]
     h_prev = _previous(h0, hs, reverse).reshape(T * B, -1)
