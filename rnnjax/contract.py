@@ -132,16 +132,18 @@ def check_padded_batch_equals_each_sequence_alone(spec: CellSpec) -> None:
             carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lengths)
             return jnp.sum(ys**2) + _sq_norm(carry)
 
-        carry_b, ys_b = unroll(cell, params, xs, initial_carry=carry0, lengths=lengths)
-        g_params_b, g_xs_b = jax.grad(loss, argnums=(0, 1))(params, xs, carry0, lengths)
+        run = jax.jit(lambda params, xs, carry0, lengths=None: unroll(cell, params, xs, initial_carry=carry0, lengths=lengths))
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        carry_b, ys_b = run(params, xs, carry0, lengths)
+        g_params_b, g_xs_b = grad(params, xs, carry0, lengths)
         g_params_sum = jax.tree_util.tree_map(jnp.zeros_like, params)
         for k, L in enumerate(lengths.tolist()):
             c0 = jax.tree_util.tree_map(lambda c: c[k], carry0)
-            carry_k, ys_k = unroll(cell, params, xs[:L, k], initial_carry=c0)
+            carry_k, ys_k = run(params, xs[:L, k], c0)
             chex.assert_trees_all_close(ys_b[:L, k], ys_k, **tol)
             assert not np.any(np.asarray(ys_b[L:, k])), "outputs at padded steps must be exactly zero"
             chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[k], carry_b), carry_k, **tol)
-            g_p, g_x = jax.grad(loss, argnums=(0, 1))(params, xs[:L, k], c0)
+            g_p, g_x = grad(params, xs[:L, k], c0)
             chex.assert_trees_all_close(g_xs_b[:L, k], g_x, **tol)
             assert not np.any(np.asarray(g_xs_b[L:, k])), "padded steps must get exactly zero gradient"
             g_params_sum = jax.tree_util.tree_map(jnp.add, g_params_sum, g_p)

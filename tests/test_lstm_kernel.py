@@ -49,8 +49,15 @@ CASES = [(6, (4,), reverse, padded) for reverse in (False, True) for padded in (
 ]
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Two blocks from H = 2 on, so that small test sizes run the blocked layout (the
+    default gives them one block from `BLOCKED_FROM` = 256 hidden units down)."""
+    monkeypatch.setattr(lstm_kernel, "BLOCKED_FROM", 2)
+
+
 @pytest.mark.parametrize("H, batch_shape, reverse, padded", CASES)
-def test_kernel_equals_scan_values_and_gradients(x64, H, batch_shape, reverse, padded):
+def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, H, batch_shape, reverse, padded):
     cell, params, xs, carry0 = _setup(H, batch_shape)
     lengths = None
     if padded:
@@ -70,7 +77,8 @@ def test_blocks_reorder_the_gate_columns_by_hidden_unit():
     # block 0 holds units 0, 1 of each gate, block 1 units 2, 3
     np.testing.assert_array_equal(first[0], [0, 1, 4, 5, 8, 9, 12, 13])
     np.testing.assert_array_equal(second[0], [2, 3, 6, 7, 10, 11, 14, 15])
-    assert lstm_kernel.blocks_for(256) == 2 and lstm_kernel.blocks_for(5) == 1
+    assert lstm_kernel.blocks_for(256) == 2 and lstm_kernel.blocks_for(128) == 1  # the measured default
+    assert lstm_kernel.blocks_for(6, 2) == 2 and lstm_kernel.blocks_for(5, 2) == 1  # 2 must divide H
 
 
 def _uses_kernel(**kwargs) -> bool:
@@ -117,7 +125,7 @@ def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
         rnnjax.unroll(cell, cell.init(jax.random.key(0), 2), jnp.ones((3, 2, 2)), kernel="yes")
 
 
-def test_kernel_under_vmap_jit_and_second_order_gradients(x64):
+def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks):
     cell, params, xs, carry0 = _setup(4, (3,))
     ensemble = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), params)
 

@@ -47,8 +47,19 @@ import jax.numpy as jnp
 STEPS_PER_ITERATION = 4
 
 
-def blocks_for(hidden_size: int, blocks: int = 2) -> int:
-    """The number of hidden-unit blocks: `blocks` when it divides H, else 1."""
+BLOCKED_FROM = 256
+"""The smallest hidden size that gets two blocks by default. Measured on a 2-core
+x86 CPU (benchmarks/kernel_blocks.py; benchmarks/results/kernel-blocks-cpu-2026-11-26.md):
+at B = 32 two blocks made inference 1.9x faster at H = 256 and 1.04x at
+H = 512, but 0.9x at H <= 128 (training 0.83-0.87x there, level from 256 on);
+one block also compiles 0.4 s faster."""
+
+
+def blocks_for(hidden_size: int, blocks: int | None = None) -> int:
+    """The number of hidden-unit blocks: `blocks` if given, else 2 from
+    `BLOCKED_FROM` hidden units on and 1 below; always 1 when it does not divide H."""
+    if blocks is None:
+        blocks = 2 if hidden_size >= BLOCKED_FROM else 1
     return blocks if hidden_size % blocks == 0 else 1
 
 
@@ -165,13 +176,14 @@ def _run_bwd(reverse, res, cotangents):
 _run.defvjp(_run_fwd, _run_bwd)
 
 
-def lstm_sequence(params, xs, h0, c0, mask=None, reverse=False, blocks: int = 2):
+def lstm_sequence(params, xs, h0, c0, mask=None, reverse=False, blocks: int | None = None):
     """The LSTM over a whole sequence: `xs [T, B, I]`, carry `h0, c0 [B, H]`,
     optional `mask [T, B]` (False at padded steps).
 
     Returns `(hs, h_T, c_T)`: the carry `h` after every step (a masked step
     repeats the previous one) and the final carry. Differentiable in params,
     inputs and initial carry (reverse mode; the VJP is hand-written).
+    `blocks`: hidden-unit blocks (None: `blocks_for`'s measured default).
     """
     H = params["w_h"].shape[0]
     n = blocks_for(H, blocks)
