@@ -28,3 +28,15 @@ def test_tiny_harness_run_and_report(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "### lstm: training step" in md and "flax nn.RNN(LSTMCell)" in md
     assert (tmp_path / "tiny-lstm.png").stat().st_size > 0
+
+
+def test_kernel_blocks_tiny_run(tmp_path):
+    from benchmarks import kernel_blocks
+
+    out = tmp_path / "blocks.json"
+    assert kernel_blocks.main(["--hidden", "4", "--batch", "2", "--seq-len", "3", "--input", "2", "--reps", "1",
+                               "--out", str(out)]) == 0
+    records = json.loads(out.read_text())["records"]
+    assert {(r["H"], r["blocks"]) for r in records} == {(4, 1), (4, 2)}
+    assert all(r["forward_ms"] > 0 and r["train_ms"] > 0 for r in records)
+    assert "| 4 |" in out.with_suffix(".md").read_text()
