@@ -130,7 +130,7 @@ def _run_bwd(reverse, res, cotangents):
     d_hs, d_h, d_c = cotangents
     blocks = len(w_h)
     w_h_t = [w.T for w in w_h]  # transposed once here, not in every step
-    T = xs.shape[0]
+    T, B = xs.shape[:2]
     ms = [m for m, _ in q]  # per block [T, B, 4H/blocks]: M_t, replaced by da_t as the scan passes
     pfs = [pf for _, pf in q]
 
@@ -159,7 +159,6 @@ def _run_bwd(reverse, res, cotangents):
     (dh0, dc0, das, _), _ = jax.lax.scan(
         step, (d_h, list(d_c), ms, t0), (d_hs, pfs, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
     )
-    T, B = xs.shape[:2]
     h_prev = _previous(h0, hs, reverse).reshape(T * B, -1)
     x_flat = xs.reshape(T * B, -1)
     d_w_x, d_w_h, d_b, d_xs = [], [], [], 0
