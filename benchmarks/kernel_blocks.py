@@ -6,7 +6,7 @@
 Times the kernel's forward and training step (gradient of a mean-square loss of
 the outputs w.r.t. the params) and its compile time with `blocks=1` and
 `blocks=2` side by side in one process, medians after a warm-up. The result
-chooses `rnnjax.kernels.lstm.BLOCKED_FROM`. Writes
+chooses `rnnjax.kernels.layout.BLOCKED_FROM`. Writes
 `benchmarks/results/kernel-blocks-<backend>-<date>.json` (machine info + records)
 and a markdown table next to it.
 """

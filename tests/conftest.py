@@ -19,3 +19,12 @@ def _x64_does_not_leak():
     assert not jax.config.jax_enable_x64, "jax_enable_x64 leaked from an earlier test"
     yield
     assert not jax.config.jax_enable_x64, "this test left jax_enable_x64 switched on"
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Sequence kernels split hidden units into two blocks from H = 2 on, so that small test
+    sizes run the blocked layout (by default they get one block below `BLOCKED_FROM` = 256)."""
+    from rnnjax.kernels import layout
+
+    monkeypatch.setattr(layout, "BLOCKED_FROM", 2)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.kernels import lstm as lstm_kernel
+from rnnjax.kernels import layout
 
 T, I = 7, 3
 
@@ -49,13 +49,6 @@ CASES = [(6, (4,), reverse, padded) for reverse in (False, True) for padded in (
 ]
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Two blocks from H = 2 on, so that small test sizes run the blocked layout (the
-    default gives them one block from `BLOCKED_FROM` = 256 hidden units down)."""
-    monkeypatch.setattr(lstm_kernel, "BLOCKED_FROM", 2)
-
-
 @pytest.mark.parametrize("H, batch_shape, reverse, padded", CASES)
 def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, H, batch_shape, reverse, padded):
     cell, params, xs, carry0 = _setup(H, batch_shape)
@@ -73,12 +66,12 @@ def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, H, batch_sha
 
 def test_blocks_reorder_the_gate_columns_by_hidden_unit():
     w = jnp.arange(2 * 16).reshape(2, 16)  # H = 4: gates i|f|g|o, each 4 wide
-    first, second = lstm_kernel._to_blocks(w, 4, 2)
+    first, second = layout.to_blocks(w, 4, 2, 4)
     # block 0 holds units 0, 1 of each gate, block 1 units 2, 3
     np.testing.assert_array_equal(first[0], [0, 1, 4, 5, 8, 9, 12, 13])
     np.testing.assert_array_equal(second[0], [2, 3, 6, 7, 10, 11, 14, 15])
-    assert lstm_kernel.blocks_for(256) == 2 and lstm_kernel.blocks_for(128) == 1  # the measured default
-    assert lstm_kernel.blocks_for(6, 2) == 2 and lstm_kernel.blocks_for(5, 2) == 1  # 2 must divide H
+    assert layout.blocks_for(256) == 2 and layout.blocks_for(128) == 1  # the measured default
+    assert layout.blocks_for(6, 2) == 2 and layout.blocks_for(5, 2) == 1  # 2 must divide H
 
 
 def _uses_kernel(**kwargs) -> bool:
@@ -115,7 +108,7 @@ def test_kernel_true_says_why_it_cannot_apply(kwargs, reason):
 
 
 def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
-    for name in ("gru", "lstm_peephole"):
+    for name in ("mgu", "lstm_peephole"):
         cell = rnnjax.cells.get(name, hidden_size=4)
         params = cell.init(jax.random.key(0), 2)
         with pytest.raises(ValueError, match=re.escape(f"cell {cell.name!r} has no sequence kernel")):

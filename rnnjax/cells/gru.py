@@ -31,6 +31,7 @@ from rnnjax.cells.cell import (
     zeros_carry,
 )
 from rnnjax.cells.registry import register
+from rnnjax.kernels import gru as gru_kernel
 
 
 @register("gru", reference=reference.gru)
@@ -67,6 +68,11 @@ def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
         h = (1.0 - z) * n + z * h
         return h, h
 
+    def sequence(params, xs, h, mask, reverse):
+        hs, h = gru_kernel.gru_sequence(params, xs, h, mask, reverse)
+        ys = hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros((), hs.dtype))
+        return h, ys
+
     return Cell(
         init=init,
         initial_carry=initial_carry,
@@ -76,4 +82,5 @@ def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
         hidden_size=H,
         output_size=H,
         config={"hidden_size": H, "dtype": dtype},
+        sequence=sequence,  # rnnjax/kernels/gru.py
     )

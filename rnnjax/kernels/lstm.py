@@ -44,31 +44,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-STEPS_PER_ITERATION = 4
-
-
-BLOCKED_FROM = 256
-"""The smallest hidden size that gets two blocks by default. Measured on a 2-core
-x86 CPU (benchmarks/kernel_blocks.py; benchmarks/results/kernel-blocks-cpu-2026-11-26.md):
-at B = 32 two blocks made inference 1.9x faster at H = 256 and 1.04x at
-H = 512, but 0.9x at H <= 128 (training 0.83-0.87x there, level from 256 on);
-one block also compiles 0.4 s faster."""
-
-
-def blocks_for(hidden_size: int, blocks: int | None = None) -> int:
-    """The number of hidden-unit blocks: `blocks` if given, else 2 from
-    `BLOCKED_FROM` hidden units on and 1 below; always 1 when it does not divide H."""
-    if blocks is None:
-        blocks = 2 if hidden_size >= BLOCKED_FROM else 1
-    return blocks if hidden_size % blocks == 0 else 1
-
-
-def _to_blocks(w: jax.Array, hidden_size: int, blocks: int) -> list[jax.Array]:
-    """`[rows, 4H]` (gates i|f|g|o) -> `blocks` arrays `[rows, 4H/blocks]`, each the
-    four gates of one block of hidden units, in the same i|f|g|o order."""
-    per = hidden_size // blocks
-    w4 = w.reshape(w.shape[0], 4, hidden_size)
-    return [w4[:, :, k * per:(k + 1) * per].reshape(w.shape[0], 4 * per) for k in range(blocks)]
+from rnnjax.kernels.layout import STEPS_PER_ITERATION, blocks_for, previous, to_blocks
 
 
 def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
@@ -118,13 +94,6 @@ def _run_fwd(w_x, w_h, b, xs, h0, c0, mask, reverse):
     return (hs, h, c), (w_x, w_h, xs, h0, mask, hs, q)
 
 
-def _previous(first, stacked, reverse):
-    """Each step's incoming carry: the stacked carries shifted by one step in scan order."""
-    if reverse:
-        return jnp.concatenate([stacked[1:], first[None]])
-    return jnp.concatenate([first[None], stacked[:-1]])
-
-
 def _run_bwd(reverse, res, cotangents):
     w_x, w_h, xs, h0, mask, hs, q = res
     d_hs, d_h, d_c = cotangents
@@ -159,7 +128,7 @@ def _run_bwd(reverse, res, cotangents):
     (dh0, dc0, das, _), _ = jax.lax.scan(
         step, (d_h, list(d_c), ms, t0), (d_hs, pfs, mask), reverse=not reverse, unroll=STEPS_PER_ITERATION
     )
-    h_prev = _previous(h0, hs, reverse).reshape(T * B, -1)
+    h_prev = previous(h0, hs, reverse).reshape(T * B, -1)
     x_flat = xs.reshape(T * B, -1)
     d_w_x, d_w_h, d_b, d_xs = [], [], [], 0
     for k in range(blocks):  # weight gradients: one matmul over all steps each
@@ -188,8 +157,8 @@ def lstm_sequence(params, xs, h0, c0, mask=None, reverse=False, blocks: int | No
     n = blocks_for(H, blocks)
     # double the candidate's columns: one sigmoid then gives all four gates (g = 2 sigmoid(2a) - 1)
     scale = jnp.repeat(jnp.array([1, 1, 2, 1], params["w_h"].dtype), H)
-    w_x = _to_blocks(params["w_x"] * scale, H, n)
-    w_h = _to_blocks(params["w_h"] * scale, H, n)
-    b = [p[0] for p in _to_blocks((params["b"] * scale)[None], H, n)]
+    w_x = to_blocks(params["w_x"] * scale, H, n, 4)
+    w_h = to_blocks(params["w_h"] * scale, H, n, 4)
+    b = [p[0] for p in to_blocks((params["b"] * scale)[None], H, n, 4)]
     hs, h, cs = _run(w_x, w_h, b, xs, h0, jnp.split(c0, n, axis=-1), mask, reverse)
     return hs, h, jnp.concatenate(cs, axis=-1)
