@@ -5,9 +5,10 @@
 checks values and gradients against the plain scan and the NumPy reference);
 what differs is how the work is laid out for XLA:CPU, from measurements on a
 2-core x86 machine (README "Benchmarks" and
-benchmarks/results/cpu-lstm-kernel2-2026-11-26.md have the numbers):
+benchmarks/results/cpu-lstm-kernel3-2026-11-26.md have the numbers):
 
-- **Hidden units in blocks.** The gate matmul `h @ W_h` is split by hidden
+- **Hidden units in blocks** (two from `layout.BLOCKED_FROM` = 256 hidden
+  units on, where they were measured to pay). The gate matmul `h @ W_h` is split by hidden
   unit into `blocks` independent chains (each block's four gates and its
   elementwise work), joined once per step by concatenating `h`. XLA's runtime
   runs independent chains on different cores, each chain's slice of `W_h`
