@@ -1,7 +1,7 @@
 """The GRU's sequence kernel: the whole unroll as one function with a hand-written VJP.
 
 `rnnjax.unroll` runs this instead of `lax.scan` over `gru.step` on CPU (see
-`Cell.sequence`), computing the same function (tests/test_gru_kernel.py checks
+`Cell.sequence`), computing the same function (tests/test_kernels.py checks
 values and gradients against the plain scan; the NumPy reference BPTT and the
 cell contract run through it). It follows the LSTM kernel's layout
 (rnnjax/kernels/lstm.py has the reasons and measurements): hidden units in

@@ -1,7 +1,7 @@
 """The LSTM's sequence kernel: the whole unroll as one function with a hand-written VJP.
 
 `rnnjax.unroll` runs this instead of `lax.scan` over `lstm.step` on CPU (see
-`Cell.sequence`). It computes the same function (tests/test_lstm_kernel.py
+`Cell.sequence`). It computes the same function (tests/test_kernels.py
 checks values and gradients against the plain scan and the NumPy reference);
 what differs is how the work is laid out for XLA:CPU, from measurements on a
 2-core x86 machine (README "Benchmarks" and

@@ -1,9 +1,9 @@
-"""The LSTM sequence kernel (rnnjax/kernels/lstm.py) against the plain scan of `lstm.step`.
+"""The sequence kernels (rnnjax/kernels/: the LSTM's and the GRU's) against the plain scan of `cell.step`.
 
-The kernel's VJP is written by hand, so every gradient here is compared with
+The kernels' VJPs are written by hand, so every gradient here is compared with
 `jax.grad` of the scan (`kernel=False`) in float64. The NumPy reference BPTT
-(tests/test_reference.py) and the cell contract also run through the kernel,
-because it is `unroll`'s default for the LSTM on CPU.
+(tests/test_reference.py) and the cell contract also run through the kernels,
+because they are `unroll`'s default for these cells on CPU.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import rnnjax
 from rnnjax.kernels import layout
 
 T, I = 7, 3
+KINDS = ("lstm", "gru")  # the cells with a sequence kernel
 
 
-def _setup(H, batch_shape, dtype=jnp.float64, seed=0):
-    cell = rnnjax.cells.lstm(H, dtype=dtype)
+def _setup(kind, H, batch_shape, dtype=jnp.float64, seed=0):
+    cell = rnnjax.cells.get(kind, hidden_size=H, dtype=dtype)
     params = cell.init(jax.random.key(seed), I)
     params = jax.tree_util.tree_map(lambda a: a + 0.2 * jax.random.normal(jax.random.key(seed + 1), a.shape, a.dtype),
                                     params)  # non-zero biases everywhere
@@ -37,7 +38,7 @@ def _loss(cell, lengths, reverse, kernel):
         carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse,
                                   kernel=kernel)
         weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
-        return jnp.sum(ys * weights) + jnp.sum(jnp.sin(carry.h)) + jnp.sum(carry.c**2)
+        return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(c)) for c in jax.tree_util.tree_leaves(carry))
 
     return loss
 
@@ -49,9 +50,10 @@ CASES = [(6, (4,), reverse, padded) for reverse in (False, True) for padded in (
 ]
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("H, batch_shape, reverse, padded", CASES)
-def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, H, batch_shape, reverse, padded):
-    cell, params, xs, carry0 = _setup(H, batch_shape)
+def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, kind, H, batch_shape, reverse, padded):
+    cell, params, xs, carry0 = _setup(kind, H, batch_shape)
     lengths = None
     if padded:
         lengths = jnp.asarray(np.random.default_rng(0).integers(0, T + 1, batch_shape))
@@ -74,8 +76,8 @@ def test_blocks_reorder_the_gate_columns_by_hidden_unit():
     assert layout.blocks_for(6, 2) == 2 and layout.blocks_for(5, 2) == 1  # 2 must divide H
 
 
-def _uses_kernel(**kwargs) -> bool:
-    cell = rnnjax.cells.lstm(4)
+def _uses_kernel(kind="lstm", **kwargs) -> bool:
+    cell = rnnjax.cells.get(kind, hidden_size=4)
     params = cell.init(jax.random.key(0), 2)
     jaxpr = jax.make_jaxpr(lambda p, x: rnnjax.unroll(cell, p, x, **kwargs))(params, jnp.ones((3, 2, 2)))
     return "custom_vjp_call" in str(jaxpr)
@@ -83,7 +85,7 @@ def _uses_kernel(**kwargs) -> bool:
 
 def test_the_kernel_is_the_default_on_cpu_and_steps_aside_when_it_does_not_apply():
     assert jax.default_backend() == "cpu"
-    assert _uses_kernel()
+    assert _uses_kernel() and _uses_kernel("gru")
     assert _uses_kernel(lengths=jnp.array([1, 3]), reverse=True)
     assert not _uses_kernel(kernel=False)
     assert not _uses_kernel(unroll=2)
@@ -118,8 +120,9 @@ def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
         rnnjax.unroll(cell, cell.init(jax.random.key(0), 2), jnp.ones((3, 2, 2)), kernel="yes")
 
 
-def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks):
-    cell, params, xs, carry0 = _setup(4, (3,))
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks, kind):
+    cell, params, xs, carry0 = _setup(kind, 4, (3,))
     ensemble = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), params)
 
     def loss(p, kernel):
@@ -137,12 +140,13 @@ def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks):
     chex.assert_trees_all_close(hvp[True], hvp[False], rtol=1e-10, atol=1e-10)
 
 
-def test_empty_sequence_and_bfloat16():
-    cell = rnnjax.cells.lstm(4)
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_sequence_and_bfloat16(kind):
+    cell = rnnjax.cells.get(kind, hidden_size=4)
     params = cell.init(jax.random.key(0), 2)
     carry, ys = rnnjax.unroll(cell, params, jnp.ones((0, 3, 2)))
-    assert ys.shape == (0, 3, 4) and carry.h.shape == (3, 4)
-    cell16 = rnnjax.cells.lstm(4, dtype=jnp.bfloat16)
+    assert ys.shape == (0, 3, 4) and all(c.shape == (3, 4) for c in jax.tree_util.tree_leaves(carry))
+    cell16 = rnnjax.cells.get(kind, hidden_size=4, dtype=jnp.bfloat16)
     p16 = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params)
     xs = jax.random.normal(jax.random.key(1), (5, 3, 2))
     ys16 = rnnjax.unroll(cell16, p16, xs.astype(jnp.bfloat16))[1]
