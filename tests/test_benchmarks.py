@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import report, run
 
 
@@ -40,3 +42,28 @@ def test_kernel_blocks_tiny_run(tmp_path):
     assert {(r["H"], r["blocks"]) for r in records} == {(4, 1), (4, 2)}
     assert all(r["forward_ms"] > 0 and r["train_ms"] > 0 for r in records)
     assert "| 4 |" in out.with_suffix(".md").read_text()
+
+
+def test_interleaved_tiny_run(tmp_path, capsys):
+    from benchmarks import interleaved
+
+    out = tmp_path / "inter.json"
+    assert interleaved.main(["--kind", "gru", "--impls", "rnnjax", "rnnjax-scan", "flax", "rnnjax-parallel",
+                             "--seq-lens", "1", "3", "--batch", "2", "--input", "3", "--hidden", "4", "--reps", "2",
+                             "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["loss_check"] == "all implementations agree"
+    assert result["config"]["impls"][:2] == ["rnnjax", "rnnjax-scan"]  # the parallel scan does not apply to the GRU
+    measured = {(r["impl"], r["T"]) for r in result["records"] if r["train"]["reps"] == 2}
+    assert {("rnnjax", 1), ("rnnjax-scan", 3)} <= measured
+    assert "| rnnjax[kernel=False] |" in out.with_suffix(".md").read_text()
+    assert "skipped rnnjax-parallel" in capsys.readouterr().out
+
+
+def test_interleaved_refuses_a_peer_outside_jax(tmp_path, capsys):
+    from benchmarks import interleaved
+
+    with pytest.raises(SystemExit):
+        interleaved.main(["--kind", "lstm", "--impls", "rnnjax", "torch", "--seq-lens", "1", "--batch", "2",
+                          "--input", "3", "--hidden", "4", "--reps", "1", "--out", str(tmp_path / "x.json")])
+    assert "--impls: 'torch' is not" in capsys.readouterr().err  # not a JAX implementation, or not installed
