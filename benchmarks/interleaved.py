@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
-import jax
-
 from benchmarks import impls
 from benchmarks.run import applicable, check_losses, machine
+from benchmarks.worker import stats
 
 
 def measure(kind: str, T: int, names: list[str], B: int, I: int, H: int, dtype: str, reps: int) -> list[dict]:
@@ -58,14 +56,14 @@ def measure(kind: str, T: int, names: list[str], B: int, I: int, H: int, dtype: 
                 times[name][what].append(1e3 * (time.perf_counter() - t0))
     for name, rec in records.items():
         for what, ts in times[name].items():
-            rec[what] = {"median_ms": statistics.median(ts), "min_ms": min(ts), "max_ms": max(ts), "reps": len(ts)}
+            rec[what] = stats(ts)
     return list(records.values())
 
 
 def table(result: dict) -> str:
-    recs = result["records"]
+    recs = {(r["impl"], r["T"]): r for r in result["records"]}
     first = result["config"]["impls"][0]
-    Ts = sorted({r["T"] for r in recs})
+    Ts = sorted({T for _, T in recs})
     m = result["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']}; {m['date']}; "
              f"jax {m['versions']['jax']}.",
@@ -79,11 +77,9 @@ def table(result: dict) -> str:
         for name in result["config"]["impls"]:
             cells = []
             for T in Ts:
-                rec = next(r for r in recs if r["impl"] == name and r["T"] == T)
-                ref = next(r for r in recs if r["impl"] == first and r["T"] == T)
-                ms = rec[what]["median_ms"]
-                cells.append(f"{ms:.2f}" + ("" if name == first else f" ({ms / ref[what]['median_ms']:.2f}x)"))
-            lines.append(f"| {recs[[r['impl'] for r in recs].index(name)]['name']} | " + " | ".join(cells) + " |")
+                ms, ref = recs[name, T][what]["median_ms"], recs[first, T][what]["median_ms"]
+                cells.append(f"{ms:.2f}" + ("" if name == first else f" ({ms / ref:.2f}x)"))
+            lines.append(f"| {recs[name, Ts[0]]['name']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -28,7 +28,8 @@ def _time(fn, block, reps: int, budget_s: float) -> list[float]:
     return times
 
 
-def _stats(times: list[float]) -> dict[str, float]:
+def stats(times: list[float]) -> dict[str, float]:
+    """Median, min and max of a list of times in ms, and how many there were."""
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "reps": len(times)}
 
 
@@ -61,7 +62,7 @@ def measure(impl_name: str, kind: str, T: int, B: int, I: int, H: int, dtype: st
     record["loss"] = impl.loss()  # also the warm-up of the forward pass
     impl.block(impl.train())  # warm-up of the training step
     for what in ("forward", "train"):
-        record[what] = _stats(_time(getattr(impl, what), impl.block, reps, budget_s))
+        record[what] = stats(_time(getattr(impl, what), impl.block, reps, budget_s))
     record["tokens_per_s_train"] = T * B / (record["train"]["median_ms"] * 1e-3)
     return record
 
