@@ -67,3 +67,13 @@ def test_interleaved_refuses_a_peer_outside_jax(tmp_path, capsys):
         interleaved.main(["--kind", "lstm", "--impls", "rnnjax", "torch", "--seq-lens", "1", "--batch", "2",
                           "--input", "3", "--hidden", "4", "--reps", "1", "--out", str(tmp_path / "x.json")])
     assert "--impls: 'torch' is not" in capsys.readouterr().err  # not a JAX implementation, or not installed
+
+
+def test_loss_check_without_rnnjax_compares_with_the_first_implementation():
+    recs = [{"impl": "flax", "name": "flax", "kind": "lstm", "T": 4, "loss": 1.0},
+            {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 4, "loss": 1.5},
+            {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 8, "loss": 2.0},
+            {"impl": "rnnjax", "name": "rnnjax", "kind": "lstm", "T": 8, "loss": 2.0},
+            {"impl": "torch", "kind": "lstm", "error": "timed out after 1800 s"}]  # no T, no loss
+    assert run.check_losses(recs, rtol=1e-3) == ["eqx lstm T=4: loss 1.5 vs flax 1.0"]
+    assert recs[2]["loss_rel_diff"] == {"vs": "rnnjax", "rel": 0.0}
