@@ -211,6 +211,8 @@ def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
         None if mask is None else mask.reshape(T, n),
         reverse,
     )
+    if mask is not None:  # padded steps output zeros as on the scan path (a kernel may put anything there)
+        ys = jnp.where(mask.reshape(T, n)[..., None], ys, jnp.zeros((), ys.dtype))
     carry = jax.tree_util.tree_map(lambda a: a.reshape(*batch_shape, *a.shape[1:]), carry)
     return carry, ys.reshape(T, *batch_shape, ys.shape[-1])
 

@@ -64,8 +64,9 @@ class Cell(NamedTuple):
         update is not linear in the carry.
       sequence: optional kernel for a whole sequence, `(params, xs [T, B, I],
         carry, mask [T, B] | None, reverse) -> (carry, ys)`, computing exactly
-        what `lax.scan` of `step` computes (with `unroll`'s masking rules), laid
-        out for speed; `rnnjax.unroll` uses it on CPU (see its `kernel` argument).
+        what `lax.scan` of `step` computes (masked steps keep the carry and get
+        zero gradient; their outputs may be anything, `unroll` zeroes them),
+        laid out for speed; `rnnjax.unroll` uses it on CPU (see its `kernel` argument).
     """
 
     init: Callable[[PRNGKey, int], Params]

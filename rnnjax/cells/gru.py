@@ -70,8 +70,7 @@ def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
 
     def sequence(params, xs, h, mask, reverse):
         hs, h = gru_kernel.gru_sequence(params, xs, h, mask, reverse)
-        ys = hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros((), hs.dtype))
-        return h, ys
+        return h, hs
 
     return Cell(
         init=init,

@@ -134,8 +134,7 @@ def lstm(
 
     def sequence(params, xs, carry, mask, reverse):
         hs, h, c = lstm_kernel.lstm_sequence(params, xs, carry.h, carry.c, mask, reverse)
-        ys = hs if mask is None else jnp.where(mask[..., None], hs, jnp.zeros((), hs.dtype))
-        return LSTMState(h=h, c=c), ys
+        return LSTMState(h=h, c=c), hs
 
     return Cell(
         init=init,
