@@ -39,8 +39,10 @@ def canonical(kind: str, I: int, H: int) -> dict[str, np.ndarray]:
     cell = rnnjax.cells.get(kind, hidden_size=H)
     params = cell.init(jax.random.key(0), I)
     rng = np.random.default_rng(0)
-    return {k: np.asarray(v, np.float32) + (0.1 * rng.standard_normal(v.shape).astype(np.float32) if v.ndim == 1 else 0)
-            for k, v in params.items()}
+    return {
+        k: np.asarray(v, np.float32) + (0.1 * rng.standard_normal(v.shape).astype(np.float32) if v.ndim == 1 else 0)
+        for k, v in params.items()
+    }
 
 
 def inputs(T: int, B: int, I: int) -> np.ndarray:
@@ -94,14 +96,17 @@ def rnnjax_hoisted_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -
         u = x @ p["w_x"] + p["b"]  # [T, B, gates * H], one big matmul
 
         if kind == "lstm":
+
             def step(carry, u_t):
                 h, c = carry
                 a_i, a_f, a_g, a_o = jnp.split(u_t + h @ p["w_h"], 4, axis=-1)
                 c = jax.nn.sigmoid(a_f) * c + jax.nn.sigmoid(a_i) * jnp.tanh(a_g)
                 h = jax.nn.sigmoid(a_o) * jnp.tanh(c)
                 return (h, c), h
+
             carry = (jnp.zeros((B, H), dtype), jnp.zeros((B, H), dtype))
         else:
+
             def step(h, u_t):
                 u_r, u_z, u_n = jnp.split(u_t, 3, axis=-1)
                 v_r, v_z, v_n = jnp.split(h @ p["w_h"], 3, axis=-1)
@@ -109,6 +114,7 @@ def rnnjax_hoisted_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -
                 n = jnp.tanh(u_n + r * (v_n + p["b_hn"]))
                 h = (1.0 - z) * n + z * h
                 return h, h
+
             carry = jnp.zeros((B, H), dtype)
         ys = jax.lax.scan(step, carry, u)[1]
         return jnp.mean(jnp.square(ys.astype(jnp.float32)))
@@ -127,13 +133,17 @@ def flax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, optimized: 
         cell = (nn.OptimizedLSTMCell if optimized else nn.LSTMCell)(features=H, dtype=dtype, param_dtype=dtype)
         split = lambda a: np.split(a, 4, axis=-1)  # noqa: E731
         gates = ("i", "f", "g", "o")
-        params = {f"i{g}": {"kernel": k} for g, k in zip(gates, split(w["w_x"]))}
-        params |= {f"h{g}": {"kernel": k, "bias": b} for g, k, b in zip(gates, split(w["w_h"]), split(w["b"]))}
+        params = {f"i{g}": {"kernel": k} for g, k in zip(gates, split(w["w_x"]), strict=True)}
+        params |= {
+            f"h{g}": {"kernel": k, "bias": b} for g, k, b in zip(gates, split(w["w_h"]), split(w["b"]), strict=True)
+        }
     elif kind == "gru":
         cell = nn.GRUCell(features=H, dtype=dtype, param_dtype=dtype)
         split = lambda a: np.split(a, 3, axis=-1)  # noqa: E731
-        params = {f"i{g}": {"kernel": k, "bias": b} for g, k, b in zip("rzn", split(w["w_x"]), split(w["b"]))}
-        params |= {f"h{g}": {"kernel": k} for g, k in zip("rz", split(w["w_h"])[:2])}
+        params = {
+            f"i{g}": {"kernel": k, "bias": b} for g, k, b in zip("rzn", split(w["w_x"]), split(w["b"]), strict=True)
+        }
+        params |= {f"h{g}": {"kernel": k} for g, k in zip("rz", split(w["w_h"])[:2], strict=True)}
         params["hn"] = {"kernel": split(w["w_h"])[2], "bias": w["b_hn"]}
     else:
         raise ValueError(f"flax has no {kind} cell")
@@ -158,14 +168,24 @@ def equinox_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
     key = jax.random.key(0)
     if kind == "lstm":
         cell = eqx.nn.LSTMCell(I, H, key=key, dtype=dtype)
-        cell = eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh, c.bias), cell,
-                           (jnp.asarray(w["w_x"].T, dtype), jnp.asarray(w["w_h"].T, dtype), jnp.asarray(w["b"], dtype)))
+        cell = eqx.tree_at(
+            lambda c: (c.weight_ih, c.weight_hh, c.bias),
+            cell,
+            (jnp.asarray(w["w_x"].T, dtype), jnp.asarray(w["w_h"].T, dtype), jnp.asarray(w["b"], dtype)),
+        )
         carry0 = (jnp.zeros((B, H), dtype), jnp.zeros((B, H), dtype))
     elif kind == "gru":
         cell = eqx.nn.GRUCell(I, H, key=key, dtype=dtype)
-        cell = eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh, c.bias, c.bias_n), cell,
-                           (jnp.asarray(w["w_x"].T, dtype), jnp.asarray(w["w_h"].T, dtype),
-                            jnp.asarray(w["b"], dtype), jnp.asarray(w["b_hn"], dtype)))
+        cell = eqx.tree_at(
+            lambda c: (c.weight_ih, c.weight_hh, c.bias, c.bias_n),
+            cell,
+            (
+                jnp.asarray(w["w_x"].T, dtype),
+                jnp.asarray(w["w_h"].T, dtype),
+                jnp.asarray(w["b"], dtype),
+                jnp.asarray(w["b_hn"], dtype),
+            ),
+        )
         carry0 = jnp.zeros((B, H), dtype)
     else:
         raise ValueError(f"equinox has no {kind} cell")
@@ -199,7 +219,7 @@ def torch_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
         module.bias_ih_l0.copy_(torch.from_numpy(w["b"]))
         bias_hh = np.zeros_like(w["b"])
         if kind == "gru":
-            bias_hh[2 * H:] = w["b_hn"]  # PyTorch's b_hn sits inside r * (W_hn h + b_hn), as rnnjax's
+            bias_hh[2 * H :] = w["b_hn"]  # PyTorch's b_hn sits inside r * (W_hn h + b_hn), as rnnjax's
         module.bias_hh_l0.copy_(torch.from_numpy(bias_hh))
     module = module.to(torch_dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -225,8 +245,13 @@ def torch_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
             torch.cuda.synchronize()
         return out
 
-    return Impl(name=f"PyTorch nn.{'LSTM' if kind == 'lstm' else 'GRU'} ({device})", forward=forward, train=train,
-                loss=lambda: float(forward()), block=block)
+    return Impl(
+        name=f"PyTorch nn.{'LSTM' if kind == 'lstm' else 'GRU'} ({device})",
+        forward=forward,
+        train=train,
+        loss=lambda: float(forward()),
+        block=block,
+    )
 
 
 # --- jax.experimental.rnn (cuDNN) -------------------------------------------------------------
@@ -247,8 +272,9 @@ def jax_cudnn_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Imp
     seq_lengths = jnp.full((B,), T, jnp.int32)
 
     def loss_fn(weights, x):
-        ys, _, _ = jrnn.lstm(x, h0, h0, weights, seq_lengths, input_size=I, hidden_size=H, num_layers=1,
-                             dropout=0.0, bidirectional=False)
+        ys, _, _ = jrnn.lstm(
+            x, h0, h0, weights, seq_lengths, input_size=I, hidden_size=H, num_layers=1, dropout=0.0, bidirectional=False
+        )
         return jnp.mean(jnp.square(ys.astype(jnp.float32)))
 
     return _jax_impl("jax.experimental.rnn (cuDNN)", loss_fn, weights, xs)

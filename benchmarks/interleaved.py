@@ -42,8 +42,20 @@ def measure(kind: str, T: int, names: list[str], B: int, I: int, H: int, dtype: 
         if impl.jax_fns is None:
             raise ValueError(f"--impls: {name!r} is not a JAX implementation; time it with benchmarks.run")
         built[name] = impl
-    records = {name: {"impl": name, "name": impl.name, "kind": kind, "T": T, "B": B, "I": I, "H": H, "dtype": dtype,
-                      "loss": impl.loss()} for name, impl in built.items()}
+    records = {
+        name: {
+            "impl": name,
+            "name": impl.name,
+            "kind": kind,
+            "T": T,
+            "B": B,
+            "I": I,
+            "H": H,
+            "dtype": dtype,
+            "loss": impl.loss(),
+        }
+        for name, impl in built.items()
+    }
     for impl in built.values():  # warm-up (compiles both steps)
         impl.block(impl.train())
         impl.block(impl.forward())
@@ -65,15 +77,20 @@ def table(result: dict) -> str:
     first = result["config"]["impls"][0]
     Ts = sorted({T for _, T in recs})
     m = result["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']}; {m['date']}; "
-             f"jax {m['versions']['jax']}.",
-             f"{result['config']['kind']}, I={result['config']['input']}, H={result['config']['hidden']}, "
-             f"B={result['config']['batch']}, {result['config']['dtype']}; medians of {result['config']['reps']} "
-             f"round-robin rounds in one process. Loss check: {result['loss_check']}.", ""]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']}; {m['date']}; jax {m['versions']['jax']}.",
+        f"{result['config']['kind']}, I={result['config']['input']}, H={result['config']['hidden']}, "
+        f"B={result['config']['batch']}, {result['config']['dtype']}; medians of {result['config']['reps']} "
+        f"round-robin rounds in one process. Loss check: {result['loss_check']}.",
+        "",
+    ]
     for what, title in (("train", "training step (forward + BPTT + loss)"), ("forward", "forward (inference)")):
-        lines += [f"#### {title}, median ms (ratio to {first}; > 1 means slower)", "",
-                  "| implementation | " + " | ".join(f"T={T}" for T in Ts) + " |",
-                  "|---|" + "---|" * len(Ts)]
+        lines += [
+            f"#### {title}, median ms (ratio to {first}; > 1 means slower)",
+            "",
+            "| implementation | " + " | ".join(f"T={T}" for T in Ts) + " |",
+            "|---|" + "---|" * len(Ts),
+        ]
         for name in result["config"]["impls"]:
             cells = []
             for T in Ts:
@@ -87,8 +104,12 @@ def table(result: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", default="lstm")
-    p.add_argument("--impls", nargs="+", default=["rnnjax", "rnnjax-scan", "flax", "flax-optimized", "equinox"],
-                   help="JAX implementations from benchmarks/impls.py; the first is the reference of the ratios")
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        default=["rnnjax", "rnnjax-scan", "flax", "flax-optimized", "equinox"],
+        help="JAX implementations from benchmarks/impls.py; the first is the reference of the ratios",
+    )
     p.add_argument("--seq-lens", nargs="+", type=int, default=[1, 16, 64])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--input", type=int, default=64)
@@ -114,8 +135,12 @@ def main(argv=None) -> int:
         p.error(str(err))
     info = machine()
     config = {k: v for k, v in vars(args).items() if k != "out"} | {"impls": names}
-    result = {"machine": info, "config": config,
-              "loss_check": check_losses(records, args.loss_rtol) or "all implementations agree", "records": records}
+    result = {
+        "machine": info,
+        "config": config,
+        "loss_check": check_losses(records, args.loss_rtol) or "all implementations agree",
+        "records": records,
+    }
     out = Path(args.out or f"benchmarks/results/interleaved-{args.kind}-{info['backend']}-{info['date'][:10]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

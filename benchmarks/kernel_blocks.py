@@ -38,8 +38,11 @@ def _time(fn, args, reps: int) -> float:
 
 def measure(H: int, B: int, T: int, I: int, blocks: int, reps: int) -> dict:
     k = jax.random.split(jax.random.key(0), 3)
-    params = {"w_x": 0.1 * jax.random.normal(k[0], (I, 4 * H)), "w_h": 0.06 * jax.random.normal(k[1], (H, 4 * H)),
-              "b": jnp.zeros(4 * H)}
+    params = {
+        "w_x": 0.1 * jax.random.normal(k[0], (I, 4 * H)),
+        "w_h": 0.06 * jax.random.normal(k[1], (H, 4 * H)),
+        "b": jnp.zeros(4 * H),
+    }
     xs = jax.random.normal(k[2], (T, B, I))
     h0 = jnp.zeros((B, H))
 
@@ -50,8 +53,16 @@ def measure(H: int, B: int, T: int, I: int, blocks: int, reps: int) -> dict:
     t0 = time.perf_counter()
     train = jax.jit(jax.grad(loss)).lower(params, xs).compile()
     compile_s = time.perf_counter() - t0
-    return {"H": H, "B": B, "T": T, "I": I, "blocks": blocks, "train_compile_s": compile_s,
-            "forward_ms": _time(forward, (params, xs), reps), "train_ms": _time(train, (params, xs), reps)}
+    return {
+        "H": H,
+        "B": B,
+        "T": T,
+        "I": I,
+        "blocks": blocks,
+        "train_compile_s": compile_s,
+        "forward_ms": _time(forward, (params, xs), reps),
+        "train_ms": _time(train, (params, xs), reps),
+    }
 
 
 def main(argv=None) -> int:
@@ -64,22 +75,29 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     info = machine()
-    records = [measure(H, args.batch, args.seq_len, args.input, blocks, args.reps)
-               for H in args.hidden for blocks in (1, 2)]
-    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}; {info['date']}.",
-             f"LSTM kernel, B={args.batch}, T={args.seq_len}, I={args.input}, float32, medians of {args.reps}.", "",
-             "| H | forward ms, 1 block | 2 blocks | training ms, 1 block | 2 blocks | compile s, 1 block | 2 blocks |",
-             "|---|---|---|---|---|---|---|"]
+    records = [
+        measure(H, args.batch, args.seq_len, args.input, blocks, args.reps) for H in args.hidden for blocks in (1, 2)
+    ]
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}; {info['date']}.",
+        f"LSTM kernel, B={args.batch}, T={args.seq_len}, I={args.input}, float32, medians of {args.reps}.",
+        "",
+        "| H | forward ms, 1 block | 2 blocks | training ms, 1 block | 2 blocks | compile s, 1 block | 2 blocks |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for H in args.hidden:
         one, two = (next(r for r in records if r["H"] == H and r["blocks"] == b) for b in (1, 2))
-        lines.append(f"| {H} | {one['forward_ms']:.2f} | {two['forward_ms']:.2f} | {one['train_ms']:.2f} | "
-                     f"{two['train_ms']:.2f} | {one['train_compile_s']:.2f} | {two['train_compile_s']:.2f} |")
+        lines.append(
+            f"| {H} | {one['forward_ms']:.2f} | {two['forward_ms']:.2f} | {one['train_ms']:.2f} | "
+            f"{two['train_ms']:.2f} | {one['train_compile_s']:.2f} | {two['train_compile_s']:.2f} |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     out = args.out or Path("benchmarks/results") / f"kernel-blocks-{info['backend']}-{info['date'][:10]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "config": vars(args) | {"out": str(out)}, "records": records},
-                              indent=1) + "\n")
+    out.write_text(
+        json.dumps({"machine": info, "config": vars(args) | {"out": str(out)}, "records": records}, indent=1) + "\n"
+    )
     out.with_suffix(".md").write_text(table)
     return 0
 

@@ -34,11 +34,14 @@ def _flops_per_step(rec: dict) -> float:
 def tables(result: dict) -> str:
     m = result["machine"]
     peak = m.get("matmul_peak_gflops")
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({', '.join(m['devices'])}); "
-             f"measured float32 matmul peak {peak:.1f} GFLOP/s; {m['date']}; "
-             f"versions {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
-             f"Shapes: I={result['config']['input']}, H={result['config']['hidden']}, B={result['config']['batch']}, "
-             f"{result['config']['dtype']}. Loss check: {result['loss_check']}.", ""]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({', '.join(m['devices'])}); "
+        f"measured float32 matmul peak {peak:.1f} GFLOP/s; {m['date']}; "
+        f"versions {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
+        f"Shapes: I={result['config']['input']}, H={result['config']['hidden']}, B={result['config']['batch']}, "
+        f"{result['config']['dtype']}. Loss check: {result['loss_check']}.",
+        "",
+    ]
     recs = [r for r in result["records"] if "train" in r]
     for kind in dict.fromkeys(r["kind"] for r in recs):
         kr = [r for r in recs if r["kind"] == kind]
@@ -46,8 +49,12 @@ def tables(result: dict) -> str:
         names = list(dict.fromkeys(r["name"] for r in kr))
         by = {(r["name"], r["T"]): r for r in kr}
         for what, title in (("train", "training step (forward + BPTT + loss)"), ("forward", "forward (inference)")):
-            lines += [f"### {kind}: {title}, median ms (ratio to rnnjax default; > 1 means slower than rnnjax)", "",
-                      "| implementation | " + " | ".join(f"T={T}" for T in Ts) + " |", "|---|" + "---|" * len(Ts)]
+            lines += [
+                f"### {kind}: {title}, median ms (ratio to rnnjax default; > 1 means slower than rnnjax)",
+                "",
+                "| implementation | " + " | ".join(f"T={T}" for T in Ts) + " |",
+                "|---|" + "---|" * len(Ts),
+            ]
             for name in names:
                 cells = []
                 for T in Ts:
@@ -61,9 +68,13 @@ def tables(result: dict) -> str:
                     cells.append(text)
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
             lines.append("")
-        lines += [f"### {kind}: compile time of the training step (s), XLA memory estimate of the training step (MB), "
-                  "training tokens/s, achieved GFLOP/s (fraction of matmul peak)", "",
-                  "| implementation | T | compile s | memory MB | tokens/s | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {kind}: compile time of the training step (s), XLA memory estimate of the training step (MB), "
+            "training tokens/s, achieved GFLOP/s (fraction of matmul peak)",
+            "",
+            "| implementation | T | compile s | memory MB | tokens/s | GFLOP/s | of peak |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name in names:
             for T in Ts:
                 r = by.get((name, T))
@@ -73,13 +84,39 @@ def tables(result: dict) -> str:
                 compile_s = f"{r['train_compile_s']:.2f}" if "train_compile_s" in r else "n/a (eager)"
                 mem = f"{r['train_memory_bytes'] / 2**20:.1f}" if "train_memory_bytes" in r else "n/a"
                 frac = f"{gflops / peak:.1%}" if peak else "n/a"
-                lines.append(f"| {name} | {T} | {compile_s} | {mem} | {r['tokens_per_s_train']:.0f} | {gflops:.2f} | {frac} |")
+                lines.append(
+                    f"| {name} | {T} | {compile_s} | {mem} | {r['tokens_per_s_train']:.0f} | {gflops:.2f} | {frac} |"
+                )
         lines.append("")
-    skipped = [f"{r['impl']} ({r['kind']}): {r.get('skipped') or r.get('error')}" for r in result["records"]
-               if "train" not in r]
+    skipped = [
+        f"{r['impl']} ({r['kind']}): {r.get('skipped') or r.get('error')}"
+        for r in result["records"]
+        if "train" not in r
+    ]
     if skipped:
         lines += ["Not measured: " + "; ".join(dict.fromkeys(skipped)), ""]
     return "\n".join(lines)
+
+
+PEER_GROUPS = {"flax": ("flax", "flax-optimized"), "Equinox": ("equinox",), "PyTorch": ("torch",)}
+
+
+def headline(result: dict, T: int) -> dict[tuple[str, str], float]:
+    """`(what, peer) -> peer's median / rnnjax's median` at sequence length T (> 1: rnnjax faster).
+
+    `what` is "training" or "inference"; for a peer with several
+    implementations (flax's `LSTMCell` and `OptimizedLSTMCell`) the fastest
+    counts. The README's benchmark summary is these numbers (tests/test_readme.py).
+    """
+    by = {(r["impl"], r["T"]): r for r in result["records"] if "train" in r}
+    out = {}
+    for what, key in (("training", "train"), ("inference", "forward")):
+        mine = by[("rnnjax", T)][key]["median_ms"]
+        for peer, impls in PEER_GROUPS.items():
+            times = [by[(i, T)][key]["median_ms"] for i in impls if (i, T) in by]
+            if times:
+                out[(what, peer)] = min(times) / mine
+    return out
 
 
 def plots(result: dict, stem: Path) -> list[Path]:
@@ -100,9 +137,10 @@ def plots(result: dict, stem: Path) -> list[Path]:
             axes[1].loglog(Ts, [r["forward"]["median_ms"] for _, r in pts], "o-", label=name)
             mem = [(T, r["train_memory_bytes"] / 2**20) for T, r in pts if "train_memory_bytes" in r]
             if mem:
-                axes[2].loglog(*zip(*mem), "o-", label=name)
-        for ax, title, unit in zip(axes, ("training step", "forward", "training memory (XLA estimate)"),
-                                   ("ms", "ms", "MB")):
+                axes[2].loglog(*zip(*mem, strict=True), "o-", label=name)
+        for ax, title, unit in zip(
+            axes, ("training step", "forward", "training memory (XLA estimate)"), ("ms", "ms", "MB"), strict=True
+        ):
             ax.set_title(f"{kind}: {title}")
             ax.set_xlabel("sequence length T")
             ax.set_ylabel(unit)

@@ -28,8 +28,19 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-DEFAULT_IMPLS = ("rnnjax", "rnnjax-scan", "rnnjax-unroll4", "rnnjax-hoisted", "rnnjax-remat", "rnnjax-parallel",
-                 "flax", "flax-optimized", "equinox", "torch", "jax-cudnn")
+DEFAULT_IMPLS = (
+    "rnnjax",
+    "rnnjax-scan",
+    "rnnjax-unroll4",
+    "rnnjax-hoisted",
+    "rnnjax-remat",
+    "rnnjax-parallel",
+    "flax",
+    "flax-optimized",
+    "equinox",
+    "torch",
+    "jax-cudnn",
+)
 
 
 def machine() -> dict:
@@ -58,7 +69,7 @@ def machine() -> dict:
         "hostname": platform.node(),
         "python": platform.python_version(),
         "versions": versions,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -109,13 +120,17 @@ def check_losses(records: list[dict], rtol: float) -> list[str]:
         rel = abs(rec["loss"] - ref["loss"]) / max(abs(ref["loss"]), 1e-30)
         rec["loss_rel_diff"] = {"vs": ref["impl"], "rel": rel}
         if rel > rtol:
-            problems.append(f"{rec['name']} {rec['kind']} T={rec['T']}: loss {rec['loss']} vs {ref['name']} {ref['loss']}")
+            problems.append(
+                f"{rec['name']} {rec['kind']} T={rec['T']}: loss {rec['loss']} vs {ref['name']} {ref['loss']}"
+            )
     return problems
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kinds", nargs="+", default=["lstm", "gru"], help="cells to time, or 'all' for every registered one")
+    p.add_argument(
+        "--kinds", nargs="+", default=["lstm", "gru"], help="cells to time, or 'all' for every registered one"
+    )
     p.add_argument("--impls", nargs="+", default=list(DEFAULT_IMPLS))
     p.add_argument("--seq-lens", nargs="+", type=int, default=[16, 64, 256, 1024, 4096])
     p.add_argument("--batch", type=int, default=32)
@@ -141,23 +156,47 @@ def main(argv=None) -> int:
         for impl in args.impls:
             if not applicable(impl, kind):
                 continue
-            worker_args = ["--impl", impl, "--kind", kind, "--seq-lens", *map(str, args.seq_lens),
-                           "--batch", str(args.batch), "--input", str(args.input), "--hidden", str(args.hidden),
-                           "--dtype", args.dtype, "--reps", str(args.reps), "--budget-s", str(args.budget_s)]
+            worker_args = [
+                "--impl",
+                impl,
+                "--kind",
+                kind,
+                "--seq-lens",
+                *map(str, args.seq_lens),
+                "--batch",
+                str(args.batch),
+                "--input",
+                str(args.input),
+                "--hidden",
+                str(args.hidden),
+                "--dtype",
+                args.dtype,
+                "--reps",
+                str(args.reps),
+                "--budget-s",
+                str(args.budget_s),
+            ]
             recs = run_worker(worker_args, args.timeout_s)
             for rec in recs:
                 rec.setdefault("impl", impl)
                 rec.setdefault("kind", kind)
                 if not args.quiet:
                     if "train" in rec:
-                        print(f"{kind:>8} {rec['name']:<42} T={rec['T']:>6}  train {rec['train']['median_ms']:9.2f} ms"
-                              f"  forward {rec['forward']['median_ms']:9.2f} ms", flush=True)
+                        print(
+                            f"{kind:>8} {rec['name']:<42} T={rec['T']:>6}  train {rec['train']['median_ms']:9.2f} ms"
+                            f"  forward {rec['forward']['median_ms']:9.2f} ms",
+                            flush=True,
+                        )
                     else:
                         print(f"{kind:>8} {impl:<42} {rec.get('skipped') or rec.get('error', '')[:120]}", flush=True)
             records.extend(recs)
     problems = check_losses(records, args.loss_rtol)
-    result = {"machine": info, "config": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")},
-              "loss_check": problems or "all implementations agree", "records": records}
+    result = {
+        "machine": info,
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")},
+        "loss_check": problems or "all implementations agree",
+        "records": records,
+    }
     out = Path(args.out or f"benchmarks/results/{info['backend']}-{info['date'][:10]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

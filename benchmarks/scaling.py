@@ -58,8 +58,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--force-host-devices", action="store_true", default=None,
-                   help="CPU: force N host devices per run (default when no accelerator is found)")
+    p.add_argument(
+        "--force-host-devices",
+        action="store_true",
+        default=None,
+        help="CPU: force N host devices per run (default when no accelerator is found)",
+    )
     p.add_argument("--out")
     args = p.parse_args(argv)
     from benchmarks.run import machine
@@ -84,10 +88,14 @@ def main(argv=None) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
     base = next((r for r in records if r.get("devices") == 1 and "train" in r), None)
-    table = [f"Data-parallel training step, {args.cell} H={args.hidden}, T={args.seq_len}, global batch {args.batch}; "
-             f"{info['cpu']}, {info['cores']} cores, backend {info['backend']}"
-             + (" (forced host devices)" if force else ""), "",
-             "| devices | step ms (median) | tokens/s | speed-up vs 1 |", "|---|---|---|---|"]
+    table = [
+        f"Data-parallel training step, {args.cell} H={args.hidden}, T={args.seq_len}, global batch {args.batch}; "
+        f"{info['cpu']}, {info['cores']} cores, backend {info['backend']}"
+        + (" (forced host devices)" if force else ""),
+        "",
+        "| devices | step ms (median) | tokens/s | speed-up vs 1 |",
+        "|---|---|---|---|",
+    ]
     for r in records:
         if "train" in r:
             speed = f"{base['train']['median_ms'] / r['train']['median_ms']:.2f}x" if base else "-"

@@ -57,8 +57,12 @@ def measure(impl_name: str, kind: str, T: int, B: int, I: int, H: int, dtype: st
             record[f"{what}_compile_s"] = time.perf_counter() - t0
             mem = compiled.memory_analysis()
             if mem is not None:
-                record[f"{what}_memory_bytes"] = int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
-                                                     + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+                record[f"{what}_memory_bytes"] = int(
+                    mem.temp_size_in_bytes
+                    + mem.argument_size_in_bytes
+                    + mem.output_size_in_bytes
+                    - mem.alias_size_in_bytes
+                )
     record["loss"] = impl.loss()  # also the warm-up of the forward pass
     impl.block(impl.train())  # warm-up of the training step
     for what in ("forward", "train"):
@@ -85,15 +89,21 @@ def main(argv=None) -> int:
         return 0
     for T in args.seq_lens:
         try:
-            rec = measure(args.impl, args.kind, T, args.batch, args.input, args.hidden, args.dtype, args.reps,
-                          args.budget_s)
+            rec = measure(
+                args.impl, args.kind, T, args.batch, args.input, args.hidden, args.dtype, args.reps, args.budget_s
+            )
         except ImportError as err:  # a peer that is not installed is skipped, not an error
             rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": f"not installed: {err.name}"}
         except ValueError as err:  # an implementation that does not apply here (e.g. cuDNN on CPU)
             rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": str(err)}
         except Exception as err:  # noqa: BLE001 - out of memory and the like: record and go on
-            rec = {"impl": args.impl, "kind": args.kind, "T": T, "error": f"{type(err).__name__}: {err}"[:500],
-                   "traceback": traceback.format_exc()[-2000:]}
+            rec = {
+                "impl": args.impl,
+                "kind": args.kind,
+                "T": T,
+                "error": f"{type(err).__name__}: {err}"[:500],
+                "traceback": traceback.format_exc()[-2000:],
+            }
         print(json.dumps(rec), flush=True)
         if "skipped" in rec or "error" in rec:
             break  # longer sequences will not do better

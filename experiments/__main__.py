@@ -1,11 +1,11 @@
 """Command line: `python -m experiments ...` (installed as `rnnjax-train`).
 
-    python -m experiments list                          # the experiments and their configs
-    python -m experiments train adding --set cell=gru seq_len=200
-    python -m experiments train adding --resume         # continue runs/adding
-    python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
-    python -m experiments study                         # the vanishing-gradient study (main job)
-    python -m experiments predict runs/sentiment "The food is bad"
+python -m experiments list                          # the experiments and their configs
+python -m experiments train adding --set cell=gru seq_len=200
+python -m experiments train adding --resume         # continue runs/adding
+python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
+python -m experiments study                         # the vanishing-gradient study (main job)
+python -m experiments predict runs/sentiment "The food is bad"
 """
 
 from __future__ import annotations
@@ -32,16 +32,26 @@ def _list(_args) -> int:
 
 
 def _train(args) -> int:
-    from experiments import train
-
-    from experiments import distributed
+    from experiments import distributed, train
 
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     config = config_lib.resolve(args.experiment, smoke=args.smoke, sets=args.set)
     workdir = args.workdir or f"runs/{args.experiment}{'-smoke' if args.smoke else ''}"
-    summary = train.train(config, workdir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                          devices=args.devices, debug_nans=args.debug_nans, max_nonfinite=args.max_nonfinite)
-    print(json.dumps({k: summary[k] for k in ("eval", "baselines", "nonfinite_steps", "backend") if k in summary}, indent=2))
+    summary = train.train(
+        config,
+        workdir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        devices=args.devices,
+        debug_nans=args.debug_nans,
+        max_nonfinite=args.max_nonfinite,
+    )
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("eval", "baselines", "nonfinite_steps", "backend") if k in summary}, indent=2
+        )
+    )
     print(f"run folder: {workdir}")
     return 0
 
@@ -54,10 +64,12 @@ def _predict(args) -> int:
     _, task, model, params = train.load_run(args.run)
     predict_proba = task.extra.get("predict_proba")
     if predict_proba is None:
-        raise config_lib.ConfigError(f"run {args.run} is a {task.name!r} run; predict works on text classifiers (sentiment)")
+        raise config_lib.ConfigError(
+            f"run {args.run} is a {task.name!r} run; predict works on text classifiers (sentiment)"
+        )
     probs = predict_proba(model, params, args.texts)
     classes = task.extra["classes"]
-    for text, p in zip(args.texts, probs):
+    for text, p in zip(args.texts, probs, strict=True):
         k = int(np.argmax(p))
         print(f"{classes[k]:>8}  (p={p[k]:.2f})  {text}")
     return 0
@@ -70,8 +82,18 @@ def _sweep(args) -> int:
     if not values:
         raise config_lib.ConfigError(f"--grid expects key=v1,v2,..., got {args.grid!r}")
     workdir = args.workdir or f"runs/sweep-{args.experiment}"
-    sweep.run_sweep(args.experiment, cells=args.cells, key=key, values=values.split(","), seeds=args.seeds,
-                    workdir=workdir, sets=args.set, smoke=args.smoke, success_below=args.success_below, progress=True)
+    sweep.run_sweep(
+        args.experiment,
+        cells=args.cells,
+        key=key,
+        values=values.split(","),
+        seeds=args.seeds,
+        workdir=workdir,
+        sets=args.set,
+        smoke=args.smoke,
+        success_below=args.success_below,
+        progress=True,
+    )
     print(Path(workdir, "sweep.md").read_text())
     return 0
 
@@ -85,8 +107,9 @@ def _study(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list the experiments and their config keys").set_defaults(fn=_list)
@@ -100,10 +123,18 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--debug-nans", action="store_true", help="JAX's NaN checking: raise at the first NaN (slow)")
-    t.add_argument("--max-nonfinite", type=int, default=10,
-                   help="stop after this many consecutive steps with NaN/Inf loss or gradients (each is skipped)")
-    t.add_argument("--devices", type=int, default=None,
-                   help="data-parallel over this many devices (-1: all); the batch is split across them")
+    t.add_argument(
+        "--max-nonfinite",
+        type=int,
+        default=10,
+        help="stop after this many consecutive steps with NaN/Inf loss or gradients (each is skipped)",
+    )
+    t.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="data-parallel over this many devices (-1: all); the batch is split across them",
+    )
     t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0 (or 'auto' under SLURM)")
     t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")
     t.add_argument("--process-id", type=int, help="multi-host: this process's index")
@@ -140,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the run-folder and non-finite errors carry their own message
-        from experiments.train import NonFiniteError, RunFolderError
-
         from experiments.tasks.data import DataError
+        from experiments.train import NonFiniteError, RunFolderError
 
         if isinstance(err, (RunFolderError, NonFiniteError, DataError, FileNotFoundError)):
             print(f"error: {err}", file=sys.stderr)

@@ -147,11 +147,15 @@ def check(config: TrainConfig) -> None:
     import rnnjax
 
     if config.cell not in rnnjax.cells.names():
-        raise ConfigError(f"cell={config.cell!r} is not a registered cell; choose one of: {', '.join(rnnjax.cells.names())}")
+        raise ConfigError(
+            f"cell={config.cell!r} is not a registered cell; choose one of: {', '.join(rnnjax.cells.names())}"
+        )
     for key, kind in _field_types(type(config)).items():
         value = getattr(config, key)
         if kind is int and value < (0 if key in ("seed", "warmup_steps") else 1):
-            raise ConfigError(f"config key {key!r} must be >= {0 if key in ('seed', 'warmup_steps') else 1}, got {value}")
+            raise ConfigError(
+                f"config key {key!r} must be >= {0 if key in ('seed', 'warmup_steps') else 1}, got {value}"
+            )
         if kind is float and not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be finite, got {value}")
     for key in ("learning_rate", "grad_clip"):

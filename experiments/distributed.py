@@ -63,8 +63,10 @@ class DataParallel:
             return None
         n = len(available) if devices in (None, -1) else devices
         if not 1 <= n <= len(available):
-            raise ValueError(f"--devices {devices}: this run sees {len(available)} devices ({jax.default_backend()}); "
-                             "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N")
+            raise ValueError(
+                f"--devices {devices}: this run sees {len(available)} devices ({jax.default_backend()}); "
+                "on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N"
+            )
         return cls(available[:n])
 
     def check_batch(self, batch_size: int) -> None:
@@ -86,7 +88,9 @@ class DataParallel:
         return out
 
     def place_replicated(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-        return {k: jax.make_array_from_callback(v.shape, self.replicated, lambda idx, v=v: v[idx]) for k, v in batch.items()}
+        return {
+            k: jax.make_array_from_callback(v.shape, self.replicated, lambda idx, v=v: v[idx]) for k, v in batch.items()
+        }
 
 
 def batch_axes(task, batch: dict[str, np.ndarray]) -> dict[str, int]:

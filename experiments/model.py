@@ -28,10 +28,12 @@ class SequenceModel(NamedTuple):
         params: dict[str, Any] = {}
         size = self.input_size
         if self.vocab_size is not None:
-            params["embed"] = jax.random.normal(keys[-1], (self.vocab_size, self.embed_size)) / jnp.sqrt(self.embed_size)
+            params["embed"] = jax.random.normal(keys[-1], (self.vocab_size, self.embed_size)) / jnp.sqrt(
+                self.embed_size
+            )
             size = self.embed_size
         layers = []
-        for cell, k in zip(self.cells, keys):
+        for cell, k in zip(self.cells, keys, strict=True):
             layers.append(cell.init(k, size))
             size = cell.output_size
         params["layers"] = layers
@@ -45,7 +47,7 @@ class SequenceModel(NamedTuple):
         """Per-step top-layer outputs `[T, B, H]`."""
         if self.vocab_size is not None:
             xs = params["embed"][xs]
-        for cell, p in zip(self.cells, params["layers"]):
+        for cell, p in zip(self.cells, params["layers"], strict=True):
             _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, unroll=self.unroll)
         return xs
 
@@ -63,9 +65,7 @@ class SequenceModel(NamedTuple):
 
 
 def build(task: Task, config) -> SequenceModel:
-    cells = tuple(
-        rnnjax.cells.get(config.cell, hidden_size=config.hidden_size) for _ in range(config.num_layers)
-    )
+    cells = tuple(rnnjax.cells.get(config.cell, hidden_size=config.hidden_size) for _ in range(config.num_layers))
     return SequenceModel(
         cells=cells,
         input_size=task.input_size,

@@ -47,18 +47,24 @@ def run_sweep(
     for cell in cells:
         for value in values:
             for seed in seeds:
-                cfg = config_lib.resolve(experiment, smoke=smoke, sets=[*sets, f"cell={cell}", f"{key}={value}", f"seed={seed}"])
+                cfg = config_lib.resolve(
+                    experiment, smoke=smoke, sets=[*sets, f"cell={cell}", f"{key}={value}", f"seed={seed}"]
+                )
                 run_dir = workdir / f"{cell}-{key}{value}-seed{seed}"
                 summary_path = run_dir / "summary.json"
                 if summary_path.exists():
                     summary = json.loads(summary_path.read_text())
                 else:
                     resume = (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir())
-                    summary = train_lib.train(cfg, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False)
+                    summary = train_lib.train(
+                        cfg, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False
+                    )
                 name, value_ = metric_of(summary)
                 rows.append({"cell": cell, key: value, "seed": seed, name: value_, "run": str(run_dir)})
                 if progress:
-                    print(f"  [{len(rows)}/{total}] {cell:>14} {key}={value} seed={seed}: {name} {value_:.4f}", flush=True)
+                    print(
+                        f"  [{len(rows)}/{total}] {cell:>14} {key}={value} seed={seed}: {name} {value_:.4f}", flush=True
+                    )
     table = markdown_table(rows, key=key, success_below=success_below)
     (workdir / "sweep.md").write_text(table)
     (workdir / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -72,9 +78,13 @@ def markdown_table(rows: list[dict[str, Any]], *, key: str, success_below: float
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     values = list(dict.fromkeys(r[key] for r in rows))
     head = f"| cell \\ {key} | " + " | ".join(str(v) for v in values) + " |"
-    lines = [f"Held-out {metric}: median over seeds [min, max]"
-             + (f"; solved = {metric} < {success_below}" if success_below is not None else ""), "", head,
-             "|" + "---|" * (len(values) + 1)]
+    lines = [
+        f"Held-out {metric}: median over seeds [min, max]"
+        + (f"; solved = {metric} < {success_below}" if success_below is not None else ""),
+        "",
+        head,
+        "|" + "---|" * (len(values) + 1),
+    ]
     for cell in cells:
         entries = []
         for v in values:

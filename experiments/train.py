@@ -83,8 +83,10 @@ def make_optimizer(config) -> optax.GradientTransformation:
         )
     elif config.lr_schedule == "constant":
         schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1)),
-             optax.constant_schedule(config.learning_rate)],
+            [
+                optax.linear_schedule(0.0, config.learning_rate, max(config.warmup_steps, 1)),
+                optax.constant_schedule(config.learning_rate),
+            ],
             [max(config.warmup_steps, 1)],
         )
     else:
@@ -139,9 +141,7 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, state: TrainState, meta: dict[str, Any]) -> None:
-        args = self._ocp.args.Composite(
-            state=self._ocp.args.StandardSave(state), meta=self._ocp.args.JsonSave(meta)
-        )
+        args = self._ocp.args.Composite(state=self._ocp.args.StandardSave(state), meta=self._ocp.args.JsonSave(meta))
         self.manager.save(int(state.step), args=args, force=True)
         self.manager.wait_until_finished()
 
@@ -227,8 +227,17 @@ def train(
         operation that produces a NaN raises, with its traceback. Slow; for debugging.
     """
     with jax.debug_nans(True) if debug_nans else contextlib.nullcontext():
-        return _train(config, workdir, resume=resume, overwrite=overwrite, stop_after=stop_after,
-                      max_nonfinite=max_nonfinite, progress=progress, plot=plot, devices=devices)
+        return _train(
+            config,
+            workdir,
+            resume=resume,
+            overwrite=overwrite,
+            stop_after=stop_after,
+            max_nonfinite=max_nonfinite,
+            progress=progress,
+            plot=plot,
+            devices=devices,
+        )
 
 
 def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, progress, plot, devices):
@@ -264,12 +273,16 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
         if diff:
             ckpt.close()
             raise config_lib.ConfigError(
-                "--resume: the config differs from the checkpoint's: " + "; ".join(diff)
+                "--resume: the config differs from the checkpoint's: "
+                + "; ".join(diff)
                 + ". Resume with the original config, or start a new run folder."
             )
         state = ckpt.restore(step, state)
         if meta["versions"].get("rnnjax") != rnnjax.__version__:
-            print(f"note: checkpoint written by rnnjax {meta['versions'].get('rnnjax')}, resuming with {rnnjax.__version__}")
+            print(
+                f"note: checkpoint written by rnnjax {meta['versions'].get('rnnjax')}, "
+                f"resuming with {rnnjax.__version__}"
+            )
         if lead:
             _truncate_metrics(metrics_path, step)
     if lead:
@@ -285,9 +298,11 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
     used = parallel.size if parallel is not None else 1
     device_kind = jax.devices()[0].device_kind
     if progress:
-        print(f"[rnnjax] {config.task}: {config.cell} H={config.hidden_size} on {backend} "
-              f"({used} x {device_kind}, {jax.process_count()} process(es)); steps {start} -> {config.steps}; "
-              f"run folder {workdir}")
+        print(
+            f"[rnnjax] {config.task}: {config.cell} H={config.hidden_size} on {backend} "
+            f"({used} x {device_kind}, {jax.process_count()} process(es)); steps {start} -> {config.steps}; "
+            f"run folder {workdir}"
+        )
 
     def meta_now(state) -> dict[str, Any]:
         return {"step": int(state.step), "data_position": int(state.step), "config": cfg_dict, "versions": versions()}
@@ -365,7 +380,9 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
         summary["report"] = task.report(model, state.params, workdir)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plot:
-        plot_curves(metrics_path, workdir / "curves.png", title=f"{config.task}: {config.cell}", baselines=task.baselines)
+        plot_curves(
+            metrics_path, workdir / "curves.png", title=f"{config.task}: {config.cell}", baselines=task.baselines
+        )
     return summary
 
 
@@ -385,7 +402,7 @@ def plot_curves(metrics_path: Path, out: Path, *, title: str, baselines: dict[st
     for split, style in (("train", "-"), ("eval", "o-")):
         pts = [(r["step"], r["loss"]) for r in records if r["split"] == split]
         if pts:
-            ax.plot(*zip(*pts), style, label=f"{split} loss", markersize=3)
+            ax.plot(*zip(*pts, strict=True), style, label=f"{split} loss", markersize=3)
     for name, value in baselines.items():
         if name in ("loss", "mse"):
             ax.axhline(value, ls="--", c="gray", label=f"baseline {name} {value:.3g}")
@@ -406,9 +423,9 @@ def load_run(workdir: str | os.PathLike, step: int | None = None):
     module_name, _, cls_name = saved.pop("__class__").rpartition(".")
     import importlib
 
-    config = getattr(importlib.import_module(module_name), cls_name)(**{
-        k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()
-    })
+    config = getattr(importlib.import_module(module_name), cls_name)(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    )
     task = make_task(config.task, config)
     model = model_lib.build(task, config)
     tx = make_optimizer(config)

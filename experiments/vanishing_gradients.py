@@ -34,7 +34,8 @@ from experiments import sweep as sweep_lib
 from experiments import train as train_lib
 from experiments.config import resolve
 from experiments.model import build
-from experiments.tasks import adding, rng_for, make as make_task
+from experiments.tasks import adding, rng_for
+from experiments.tasks import make as make_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,21 +84,44 @@ def hidden_gradient_norms(model, params, batch) -> np.ndarray:
     return np.asarray(jnp.mean(jnp.linalg.norm(grads, axis=-1), axis=1))
 
 
-def run(study: StudyConfig = StudyConfig(), workdir: str | Path = "runs/vanishing", *, smoke: bool = False,
-        progress: bool = True) -> dict[str, Any]:
+def run(
+    study: StudyConfig = StudyConfig(),
+    workdir: str | Path = "runs/vanishing",
+    *,
+    smoke: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     T_probe = max(study.train_lens)
-    sets = [f"hidden_size={study.hidden_size}", f"batch_size={study.batch_size}", f"steps={study.steps}",
-            f"learning_rate={study.learning_rate}", f"eval_every={max(study.steps // 4, 1)}",
-            f"checkpoint_every={max(study.steps // 4, 1)}", f"log_every={max(study.steps // 40, 1)}"]
+    sets = [
+        f"hidden_size={study.hidden_size}",
+        f"batch_size={study.batch_size}",
+        f"steps={study.steps}",
+        f"learning_rate={study.learning_rate}",
+        f"eval_every={max(study.steps // 4, 1)}",
+        f"checkpoint_every={max(study.steps // 4, 1)}",
+        f"log_every={max(study.steps // 40, 1)}",
+    ]
     if progress:
-        print(f"[study] adding problem: {len(study.cells)} cells x seq_len {study.train_lens} x seeds {study.seeds}, "
-              f"{study.steps} steps each, on {jax.default_backend()}", flush=True)
-    rows = sweep_lib.run_sweep("adding", cells=study.cells, key="seq_len", values=study.train_lens, seeds=study.seeds,
-                               workdir=workdir / "sweep", sets=sets, smoke=smoke,
-                               success_below=study.success_below, progress=progress)
+        print(
+            f"[study] adding problem: {len(study.cells)} cells x seq_len {study.train_lens} x seeds {study.seeds}, "
+            f"{study.steps} steps each, on {jax.default_backend()}",
+            flush=True,
+        )
+    rows = sweep_lib.run_sweep(
+        "adding",
+        cells=study.cells,
+        key="seq_len",
+        values=study.train_lens,
+        seeds=study.seeds,
+        workdir=workdir / "sweep",
+        sets=sets,
+        smoke=smoke,
+        success_below=study.success_below,
+        progress=progress,
+    )
 
     # gradient norms against distance, at initialisation and after training at the longest length
     probe_cfg = resolve("adding", smoke=smoke, sets=[*sets, f"seq_len={T_probe}"])
@@ -106,13 +130,17 @@ def run(study: StudyConfig = StudyConfig(), workdir: str | Path = "runs/vanishin
     for cell in study.cells:
         cfg = dataclasses.replace(probe_cfg, cell=cell)
         model = build(make_task("adding", cfg), cfg)
-        at_init = np.mean([hidden_gradient_norms(model, model.init(jax.random.PRNGKey(s)), probe_batch)
-                           for s in study.seeds], axis=0)
+        at_init = np.mean(
+            [hidden_gradient_norms(model, model.init(jax.random.PRNGKey(s)), probe_batch) for s in study.seeds], axis=0
+        )
         trained = []
         for s in study.seeds:
             _, _, model_t, params = train_lib.load_run(workdir / "sweep" / f"{cell}-seq_len{T_probe}-seed{s}")
             trained.append(hidden_gradient_norms(model_t, params, probe_batch))
-        norms[cell] = {"init": at_init[::-1].tolist(), "trained": np.mean(trained, axis=0)[::-1].tolist()}  # by distance
+        norms[cell] = {
+            "init": at_init[::-1].tolist(),
+            "trained": np.mean(trained, axis=0)[::-1].tolist(),
+        }  # by distance
 
     table = study_table(rows, norms, study)
     (workdir / "vanishing.md").write_text(table)
@@ -139,10 +167,15 @@ def study_table(rows, norms, study: StudyConfig) -> str:
     ]
     for cell, n in norms.items():
         ratio = lambda v, d: v[min(d, len(v) - 1)] / v[0]  # noqa: E731
-        lines.append(f"| {cell} | {ratio(n['init'], 10):.1e} | {ratio(n['init'], T - 1):.1e} | "
-                     f"{ratio(n['trained'], 10):.1e} | {ratio(n['trained'], T - 1):.1e} |")
-    lines += ["", "Adding problem (trivial predictor: MSE 0.167). "
-              + sweep_lib.markdown_table(rows, key="seq_len", success_below=study.success_below)]
+        lines.append(
+            f"| {cell} | {ratio(n['init'], 10):.1e} | {ratio(n['init'], T - 1):.1e} | "
+            f"{ratio(n['trained'], 10):.1e} | {ratio(n['trained'], T - 1):.1e} |"
+        )
+    lines += [
+        "",
+        "Adding problem (trivial predictor: MSE 0.167). "
+        + sweep_lib.markdown_table(rows, key="seq_len", success_below=study.success_below),
+    ]
     return "\n".join(lines)
 
 
@@ -153,7 +186,7 @@ def plot_study(rows, norms, study: StudyConfig, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, when in zip(axes[:2], ("init", "trained")):
+    for ax, when in zip(axes[:2], ("init", "trained"), strict=True):
         for cell, n in norms.items():
             v = np.asarray(n[when])
             ax.semilogy(np.arange(len(v)), v / v[0], label=cell)
@@ -164,11 +197,18 @@ def plot_study(rows, norms, study: StudyConfig, out: Path) -> None:
     ax = axes[2]
     styles = ["o-", "s--", "^-.", "v:", "D-", "x--"]
     for k, cell in enumerate(study.cells):
-        rate = [np.mean([r["mse"] < study.success_below for r in rows if r["cell"] == cell and r["seq_len"] == T])
-                for T in study.train_lens]
+        rate = [
+            np.mean([r["mse"] < study.success_below for r in rows if r["cell"] == cell and r["seq_len"] == T])
+            for T in study.train_lens
+        ]
         # cells often share a rate (all 0 or all 1): offset each a little so none hides another
-        ax.plot(study.train_lens, np.asarray(rate) + 0.015 * (k - len(study.cells) / 2), styles[k % len(styles)],
-                label=cell, markersize=7 - k)
+        ax.plot(
+            study.train_lens,
+            np.asarray(rate) + 0.015 * (k - len(study.cells) / 2),
+            styles[k % len(styles)],
+            label=cell,
+            markersize=7 - k,
+        )
     ax.set_xlabel("sequence length T")
     ax.set_ylabel(f"fraction of seeds solving (MSE < {study.success_below})")
     ax.set_ylim(-0.05, 1.05)

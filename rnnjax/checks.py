@@ -21,6 +21,10 @@ def _fmt(shape_dtype: Any) -> str:
     return f"{tuple(shape_dtype.shape)} {jnp.dtype(shape_dtype.dtype).name}"
 
 
+def _fmt_leaf(a: Any) -> str:
+    return _fmt(jnp.asarray(a)) if hasattr(a, "shape") else repr(a)
+
+
 def is_concrete(x: Any) -> bool:
     """True when `x` holds values we can read now (not a tracer under jit/grad/vmap)."""
     return not isinstance(x, jax.core.Tracer)
@@ -28,7 +32,9 @@ def is_concrete(x: Any) -> bool:
 
 def check_cell(fn: str, cell: Any) -> None:
     if not isinstance(cell, Cell):
-        raise TypeError(f"{fn}: `cell` must be an rnnjax.cells.Cell (e.g. rnnjax.cells.lstm(64)), got {type(cell).__name__}")
+        raise TypeError(
+            f"{fn}: `cell` must be an rnnjax.cells.Cell (e.g. rnnjax.cells.lstm(64)), got {type(cell).__name__}"
+        )
 
 
 def check_params(fn: str, cell: Cell, params: Any, input_size: int) -> None:
@@ -90,9 +96,9 @@ def check_carry(fn: str, cell: Cell, params: Any, carry: Any, batch_shape: tuple
     if [p for p, _ in exp_leaves] != [p for p, _ in got_leaves] or len(exp_leaves) != len(got_leaves):
         raise ValueError(
             f"{fn}: `{name}` must have the structure of cell.initial_carry(params, batch_shape={batch_shape}), "
-            f"i.e. {jax.tree_util.tree_map(_fmt, expected)}; got {jax.tree_util.tree_map(lambda a: _fmt(jnp.asarray(a)) if hasattr(a, 'shape') else repr(a), carry)}"
+            f"i.e. {jax.tree_util.tree_map(_fmt, expected)}; got {jax.tree_util.tree_map(_fmt_leaf, carry)}"
         )
-    for (path, exp), (_, got) in zip(exp_leaves, got_leaves):
+    for (path, exp), (_, got) in zip(exp_leaves, got_leaves, strict=True):
         where = f"{name}{jax.tree_util.keystr(path)}"
         if not hasattr(got, "shape") or tuple(got.shape) != tuple(exp.shape):
             raise ValueError(
@@ -147,8 +153,9 @@ def chunk_length(fn: str, remat: Any, truncation: Any, T: int) -> int:
     when both are set; an int is the chunk length itself. A chunk longer than
     the sequence is the whole sequence.
     """
-    if truncation is not None and (isinstance(truncation, bool) or not isinstance(truncation, (int, np.integer))
-                                   or truncation < 1):
+    if truncation is not None and (
+        isinstance(truncation, bool) or not isinstance(truncation, (int, np.integer)) or truncation < 1
+    ):
         raise ValueError(f"{fn}: `truncation` must be a positive int, got {truncation!r}")
     if remat is None or remat is False or (not isinstance(remat, bool) and remat == 0):
         remat_chunk = 0
@@ -160,11 +167,26 @@ def chunk_length(fn: str, remat: Any, truncation: Any, T: int) -> int:
         raise ValueError(f"{fn}: `remat` must be False, True or a positive chunk length, got {remat!r}")
     if truncation is not None:
         if remat_chunk > 0 and remat_chunk != truncation:
-            raise ValueError(f"{fn}: `remat` chunk {remat_chunk} and `truncation` {truncation} must be equal "
-                             "when both are set (or pass remat=True)")
+            raise ValueError(
+                f"{fn}: `remat` chunk {remat_chunk} and `truncation` {truncation} must be equal "
+                "when both are set (or pass remat=True)"
+            )
         chunk = int(truncation)
     elif remat_chunk == -1:
         chunk = max(1, int(round(np.sqrt(T))))
     else:
         chunk = remat_chunk
     return min(chunk, max(T, 1)) if chunk else 0
+
+
+def chunk_size(fn: str, chunk_size: Any, method: str) -> int:
+    """`chunk_size` for the chunkwise method: a positive int, or None for the default."""
+    from rnnjax.unrolling import DEFAULT_CHUNK_SIZE
+
+    if chunk_size is None:
+        return DEFAULT_CHUNK_SIZE
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"{fn}: `chunk_size` must be a positive int, got {chunk_size!r}")
+    if method != "chunkwise":
+        raise ValueError(f"{fn}: `chunk_size` applies to method='chunkwise' only, got method={method!r}")
+    return int(chunk_size)

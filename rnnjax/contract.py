@@ -15,7 +15,8 @@ a cell defined in your own code runs through the same checks with::
         check(rnnjax.cells.spec("mycell"))
 
 What is checked, for each cell: shapes and dtypes (float32, bfloat16,
-float64); `lax.scan` = a Python loop over `cell.step`; scan unroll factors
+float64); a cell follows its params' dtype, not the one it was built with;
+`lax.scan` = a Python loop over `cell.step`; scan unroll factors
 change nothing; jit = eager; a padded batch with `lengths` = each sequence run
 alone (outputs, final carry, gradients); NaN padding cannot leak; finite
 differences (`jax.test_util.check_grads`, float64, forward and reverse, order
@@ -92,6 +93,32 @@ def check_float64(spec: CellSpec) -> None:
             assert leaf.dtype in (jnp.float64, jnp.complex128), f"{spec.name}: carry dtype {leaf.dtype}"
 
 
+def check_follows_params_dtype(spec: CellSpec) -> None:
+    """A cell built for float32 but given float64 params and inputs computes in float64.
+
+    The params, not the factory's `dtype`, decide: a checkpoint loaded in
+    another precision must not be silently rounded (an LRU once returned
+    float32 here, and its parallel and sequential forms then differed by 4e-7).
+    """
+    with jax.enable_x64(True):
+        cell = spec.example_cell()  # built with the default dtype, float32
+        params32 = cell.init(jax.random.key(0), INPUT_SIZE)
+        params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params32)
+        xs = jax.random.normal(jax.random.key(1), (5, 2, INPUT_SIZE), jnp.float64)
+        methods = ("sequential", "parallel") if cell.linear is not None else ("sequential",)
+        outs = {}
+        for method in methods:
+            final, ys = unroll(cell, params, xs, method=method)
+            assert ys.dtype == jnp.float64, f"{spec.name}: float64 params gave {ys.dtype} outputs ({method})"
+            for leaf in jax.tree_util.tree_leaves(final):
+                assert leaf.dtype in (jnp.float64, jnp.complex128), (
+                    f"{spec.name}: float64 params gave a {leaf.dtype} carry ({method})"
+                )
+            outs[method] = (final, ys)
+        if len(outs) == 2:
+            chex.assert_trees_all_close(outs["parallel"], outs["sequential"], rtol=1e-12, atol=1e-12)
+
+
 def check_scan_equals_python_loop(spec: CellSpec) -> None:
     with jax.enable_x64(True):
         cell, params, xs, carry0, _ = _problem(spec, dtype=jnp.float64)
@@ -115,7 +142,9 @@ def check_jit_equals_eager(spec: CellSpec) -> None:
     def run(params, xs, carry0, lens):
         return unroll(cell, params, xs, initial_carry=carry0, lengths=lens)
 
-    chex.assert_trees_all_close(jax.jit(run)(params, xs, carry0, lens), run(params, xs, carry0, lens), **_tols(spec, jnp.float32))
+    chex.assert_trees_all_close(
+        jax.jit(run)(params, xs, carry0, lens), run(params, xs, carry0, lens), **_tols(spec, jnp.float32)
+    )
     chex.assert_trees_all_close(
         jax.jit(cell.step)(params, carry0, xs[0]), cell.step(params, carry0, xs[0]), **_tols(spec, jnp.float32)
     )
@@ -132,17 +161,19 @@ def check_padded_batch_equals_each_sequence_alone(spec: CellSpec) -> None:
             carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lengths)
             return jnp.sum(ys**2) + _sq_norm(carry)
 
-        run = jax.jit(lambda params, xs, carry0, lengths=None: unroll(cell, params, xs, initial_carry=carry0, lengths=lengths))
+        run = jax.jit(
+            lambda params, xs, carry0, lengths=None: unroll(cell, params, xs, initial_carry=carry0, lengths=lengths)
+        )
         grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
         carry_b, ys_b = run(params, xs, carry0, lengths)
         g_params_b, g_xs_b = grad(params, xs, carry0, lengths)
         g_params_sum = jax.tree_util.tree_map(jnp.zeros_like, params)
         for k, L in enumerate(lengths.tolist()):
-            c0 = jax.tree_util.tree_map(lambda c: c[k], carry0)
+            c0 = jax.tree_util.tree_map(lambda c, k=k: c[k], carry0)
             carry_k, ys_k = run(params, xs[:L, k], c0)
             chex.assert_trees_all_close(ys_b[:L, k], ys_k, **tol)
             assert not np.any(np.asarray(ys_b[L:, k])), "outputs at padded steps must be exactly zero"
-            chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[k], carry_b), carry_k, **tol)
+            chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c, k=k: c[k], carry_b), carry_k, **tol)
             g_p, g_x = grad(params, xs[:L, k], c0)
             chex.assert_trees_all_close(g_xs_b[:L, k], g_x, **tol)
             assert not np.any(np.asarray(g_xs_b[L:, k])), "padded steps must get exactly zero gradient"
@@ -169,7 +200,10 @@ def check_nan_padding_cannot_leak(spec: CellSpec) -> None:
 
 
 def check_finite_difference_gradients(spec: CellSpec) -> None:
-    """`jax.test_util.check_grads` in float64, to second order: reverse mode on the default path, forward on the scan."""
+    """`jax.test_util.check_grads` in float64, to second order.
+
+    Reverse mode on the default path, forward mode on the plain scan.
+    """
     with jax.enable_x64(True):
         cell, params, xs, carry0, lens = _problem(spec, T=4, batch_shape=(2,), dtype=jnp.float64, lengths=True)
 
@@ -217,9 +251,11 @@ def check_parallel_scan_equals_sequential(spec: CellSpec) -> None:
         cell, params, xs, carry0, lens = _problem(spec, T=33, batch_shape=(3,), dtype=jnp.float64, lengths=True)
         for reverse in (False, True):
 
-            def run(method):
+            def run(method, reverse=reverse):
                 def loss(params, xs, carry0):
-                    carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, reverse=reverse, method=method)
+                    carry, ys = unroll(
+                        cell, params, xs, initial_carry=carry0, lengths=lens, reverse=reverse, method=method
+                    )
                     return jnp.sum(jnp.sin(ys)) + _sq_norm(carry), (carry, ys)
 
                 return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
@@ -244,6 +280,7 @@ def check_manual_bptt_equals_autodiff(spec: CellSpec) -> None:
 CHECKS = (
     check_shapes_and_dtypes,
     check_float64,
+    check_follows_params_dtype,
     check_scan_equals_python_loop,
     check_unroll_factor_changes_nothing,
     check_jit_equals_eager,

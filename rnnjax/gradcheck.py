@@ -76,7 +76,7 @@ def reference_agreement(
     spec = registry.spec(name)
     if spec.reference is None:
         raise ValueError(f"cell {name!r} has no manual-BPTT reference")
-    cell = spec.build(hidden_size=hidden_size, dtype=dtype)
+    cell = spec.example_cell(hidden_size=hidden_size, dtype=dtype)  # the example's other settings (e.g. heads)
     params, xs, carry0, dys, d_carry, lens = random_problem(
         cell, T=T, batch_shape=batch_shape, input_size=input_size, seed=seed, lengths=lengths
     )
@@ -89,23 +89,26 @@ def reference_agreement(
 
     (carry, ys), (d_params, d_carry0, d_xs) = forward_and_vjp(params, carry0, xs, lens, (d_carry, dys))
 
-    as_np = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)  # noqa: E731
+    def as_np(tree):
+        tree = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+        return tuple(tree) if isinstance(tree, tuple) else tree  # NamedTuple carries as plain tuples
+
     ref = reference.bptt(
         spec.reference,
         as_np(params),
         as_np(xs),
-        tuple(as_np(carry0)) if isinstance(carry0, tuple) else as_np(carry0),
+        as_np(carry0),
         as_np(dys),
-        tuple(as_np(d_carry)) if isinstance(d_carry, tuple) else as_np(d_carry),
+        as_np(d_carry),
         lengths=None if lens is None else np.asarray(lens),
         reverse=reverse,
         **cell.config,
     )
-    leaves = lambda c: list(c) if isinstance(c, tuple) else [c]  # noqa: E731
+    leaves = lambda c: [a for a in (c if isinstance(c, tuple) else [c]) if a is not None]  # noqa: E731
     errors = {"ys": relative_error(ys, ref.ys), "d_xs": relative_error(d_xs, ref.d_xs)}
-    for i, (got, want) in enumerate(zip(leaves(carry), leaves(ref.carry))):
+    for i, (got, want) in enumerate(zip(leaves(carry), leaves(ref.carry), strict=True)):
         errors[f"carry[{i}]"] = relative_error(got, want)
-    for i, (got, want) in enumerate(zip(leaves(d_carry0), leaves(ref.d_carry))):
+    for i, (got, want) in enumerate(zip(leaves(d_carry0), leaves(ref.d_carry), strict=True)):
         errors[f"d_carry[{i}]"] = relative_error(got, want)
     for key, want in ref.d_params.items():
         errors[f"d_params[{key}]"] = relative_error(d_params[key], want)
@@ -115,16 +118,23 @@ def reference_agreement(
 GRID = {"T": (1, 2, 7, 50), "hidden_size": (1, 4, 16), "batch_shape": ((), (3,)), "lengths": (False, True)}
 
 
-def grid_cases():
-    keys = list(GRID)
-    for values in itertools.product(*(GRID[k] for k in keys)):
-        yield dict(zip(keys, values))
+def hidden_sizes(name: str) -> tuple[int, ...]:
+    """The grid's hidden sizes for a cell; multi-head cells take multiples of their example's heads (2, 4, 16)."""
+    heads = registry.spec(name).example.get("num_heads")
+    return GRID["hidden_size"] if heads is None else (heads, 2 * heads, 8 * heads)
+
+
+def grid_cases(name: str | None = None):
+    grid = dict(GRID) if name is None else {**GRID, "hidden_size": hidden_sizes(name)}
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        yield dict(zip(keys, values, strict=True))
 
 
 def worst_agreement(name: str, dtype, reverse_too: bool = True) -> tuple[float, int]:
     """Largest relative error over the grid (and reverse=True), and the number of cases."""
     worst, n = 0.0, 0
-    for case in grid_cases():
+    for case in grid_cases(name):
         for reverse in (False, True) if reverse_too else (False,):
             errors = reference_agreement(name, reverse=reverse, dtype=dtype, **case)
             worst = max(worst, max(errors.values()))

@@ -56,17 +56,17 @@ def stack(cells: Sequence[Cell], *, residual: bool = False) -> Cell:
 
     def init(key, input_size):
         params, size = [], input_size
-        for cell, k in zip(cells, jax.random.split(key, len(cells))):
+        for cell, k in zip(cells, jax.random.split(key, len(cells)), strict=True):
             params.append(cell.init(k, size))
             size = cell.output_size
         return tuple(params)
 
     def initial_carry(params, batch_shape=()):
-        return tuple(cell.initial_carry(p, batch_shape) for cell, p in zip(cells, params))
+        return tuple(cell.initial_carry(p, batch_shape) for cell, p in zip(cells, params, strict=True))
 
     def step(params, carry, x):
         new_carry = []
-        for k, (cell, p, c) in enumerate(zip(cells, params, carry)):
+        for k, (cell, p, c) in enumerate(zip(cells, params, carry, strict=True)):
             c, y = cell.step(p, c, x)
             x = x + y if residual and k > 0 else y
             new_carry.append(c)
@@ -99,6 +99,7 @@ def stacked_unroll(
     dropout: float = 0.0,
     key: jax.Array | None = None,
     deterministic: bool = True,
+    bidirectional: bool = False,
     **unroll_kwargs: Any,
 ) -> tuple[tuple[Carry, ...], jax.Array]:
     """Run a stack layer by layer, each over the whole sequence; dropout between layers.
@@ -108,9 +109,21 @@ def stacked_unroll(
     layer, never after the last, only when `deterministic=False`, with the
     explicit PRNG `key` (required then). Pass `deterministic=True` at evaluation.
 
-    Returns `(carries, ys)`: a tuple with each layer's final carry, and the top outputs.
+    With `bidirectional=True` every layer is a `bidirectional` pair of passes
+    with `cells[k]` in both directions: `params[k]` and `initial_carry[k]` are
+    `(forward, backward)` pairs, and each layer reads the concatenated outputs
+    of both directions of the layer below. This is the layout of PyTorch's
+    `nn.LSTM(num_layers=L, bidirectional=True)` (see `rnnjax.interop.from_torch`).
+
+    Returns `(carries, ys)`: a tuple with each layer's final carry (a
+    `(forward, backward)` pair when bidirectional), and the top outputs.
     """
+    fn = "rnnjax.layers.stacked_unroll"
     cells = tuple(cells)
+    if len(params) != len(cells):
+        raise ValueError(f"{fn}: `params` must have one entry per cell ({len(cells)}), got {len(params)}")
+    if bidirectional and reverse:
+        raise ValueError(f"{fn}: `reverse` does not apply with bidirectional=True (each layer runs both ways)")
     if residual:
         _check_residual(cells)
     if not 0.0 <= dropout < 1.0:
@@ -120,9 +133,9 @@ def stacked_unroll(
         raise ValueError("rnnjax.layers.stacked_unroll: `key` is required when dropout > 0 and deterministic=False")
     keys = jax.random.split(key, len(cells)) if use_dropout else [None] * len(cells)
     carries = []
-    for k, (cell, p) in enumerate(zip(cells, params)):
+    for k, (cell, p) in enumerate(zip(cells, params, strict=True)):
         c0 = None if initial_carry is None else initial_carry[k]
-        carry, ys = unroll(cell, p, xs, initial_carry=c0, lengths=lengths, reverse=reverse, **unroll_kwargs)
+        carry, ys = _one_layer(cell, p, xs, c0, lengths, reverse, bidirectional, unroll_kwargs)
         carries.append(carry)
         if residual and k > 0:
             ys = ys + xs
@@ -166,9 +179,9 @@ def learnable_initial_carry(cell: Cell) -> Cell:
         name=f"{cell.name}+learned_carry",
         config={**cell.config, "learnable_initial_carry": True},
         linear=linear,
-        sequence=None if cell.sequence is None else (
-            lambda params, xs, carry, mask, reverse: cell.sequence(params["cell"], xs, carry, mask, reverse)
-        ),
+        sequence=None
+        if cell.sequence is None
+        else (lambda params, xs, carry, mask, reverse: cell.sequence(params["cell"], xs, carry, mask, reverse)),
     )
 
 
@@ -205,12 +218,22 @@ def bidirectional(
     """
     merge_fn = MERGES.get(merge) if isinstance(merge, str) else merge
     if merge_fn is None:
-        raise ValueError(f"rnnjax.layers.bidirectional: `merge` must be one of {sorted(MERGES)} or a function, got {merge!r}")
+        raise ValueError(
+            f"rnnjax.layers.bidirectional: `merge` must be one of {sorted(MERGES)} or a function, got {merge!r}"
+        )
     c_fw, c_bw = (None, None) if initial_carry is None else initial_carry
     carry_fw, ys_fw = unroll(forward_cell, params[0], xs, initial_carry=c_fw, lengths=lengths, **unroll_kwargs)
-    carry_bw, ys_bw = unroll(backward_cell, params[1], xs, initial_carry=c_bw, lengths=lengths, reverse=True,
-                             **unroll_kwargs)
+    carry_bw, ys_bw = unroll(
+        backward_cell, params[1], xs, initial_carry=c_bw, lengths=lengths, reverse=True, **unroll_kwargs
+    )
     return (carry_fw, carry_bw), merge_fn(ys_fw, ys_bw)
+
+
+def _one_layer(cell, params, xs, carry0, lengths, reverse, both_ways, unroll_kwargs):
+    """One layer of `stacked_unroll`: a plain unroll, or a bidirectional pair with concatenated outputs."""
+    if both_ways:
+        return bidirectional(cell, cell, params, xs, initial_carry=carry0, lengths=lengths, **unroll_kwargs)
+    return unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, **unroll_kwargs)
 
 
 # --- streaming -----------------------------------------------------------------------------

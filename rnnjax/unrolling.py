@@ -11,9 +11,21 @@ from jax.typing import ArrayLike
 
 from rnnjax import checks
 from rnnjax.cells.cell import Carry, Cell, Params
+from rnnjax.chunkwise import chunkwise_unroll
 
-Method = Literal["sequential", "parallel", "auto"]
-METHODS = ("sequential", "parallel", "auto")
+Method = Literal["sequential", "parallel", "chunkwise", "auto"]
+METHODS = ("sequential", "parallel", "chunkwise", "auto")
+DEFAULT_CHUNK_SIZE = 64
+
+
+def forms(cell: Cell) -> list[str]:
+    """The unroll methods `cell` supports (besides "auto")."""
+    out = ["sequential"]
+    if cell.linear is not None or cell.matrix is not None:
+        out.append("parallel")
+    if cell.matrix is not None:
+        out.append("chunkwise")
+    return out
 
 
 def sequence_mask(lengths: ArrayLike, T: int) -> jax.Array:
@@ -36,19 +48,27 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
 def resolve_method(cell: Cell, method: str) -> str:
     """The unroll method `auto` stands for, for this cell on the default backend.
 
-    Rule (see the README, "Benchmarks", for the measurements): the parallel
+    Rule (see docs/benchmarks.md for the measurements): the parallel
     associative scan does O(T log T) work in O(log T) depth; it pays where many
     cores wait for work (GPU, TPU). On CPU the sequential scan is faster, so
     `auto` is "parallel" only for cells with a linear form on a non-CPU backend.
     """
     if method not in METHODS:
         raise ValueError(f"rnnjax.unroll: `method` must be one of {list(METHODS)}, got {method!r}")
-    if method == "parallel" and cell.linear is None:
+    if method == "parallel" and cell.linear is None and cell.matrix is None:
         raise ValueError(
             f"rnnjax.unroll: method='parallel' needs a cell with a linear recurrence "
-            f"(h_t = a_t * h_(t-1) + b_t), and cell {cell.name!r} has none; use method='sequential'"
+            f"(h_t = a_t * h_(t-1) + b_t) or a matrix memory, and cell {cell.name!r} has neither; "
+            f"its forms are {forms(cell)}"
+        )
+    if method == "chunkwise" and cell.matrix is None:
+        raise ValueError(
+            f"rnnjax.unroll: method='chunkwise' needs a cell with a matrix-memory form (MatrixRecurrence), "
+            f"and cell {cell.name!r} has none; its forms are {forms(cell)}"
         )
     if method == "auto":
+        if cell.matrix is not None:
+            return "chunkwise"
         return "parallel" if cell.linear is not None and jax.default_backend() != "cpu" else "sequential"
     return method
 
@@ -68,6 +88,7 @@ def unroll(
     remat: bool | int = False,
     truncation: int | None = None,
     kernel: bool | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Run `cell` over the time axis of `xs`; returns `(final_carry, ys)`.
 
@@ -90,8 +111,11 @@ def unroll(
         is the output after consuming `xs[t]`.
       unroll: the `jax.lax.scan` unroll factor (steps per loop iteration).
       time_major: False for `[*batch, T, I]` inputs and outputs.
-      method: "sequential" (`lax.scan`), "parallel" (`lax.associative_scan`,
-        for cells with a `LinearRecurrence` form), or "auto" (see `resolve_method`).
+      method: "sequential" (`lax.scan`), "parallel" (`lax.associative_scan`
+        for cells with a `LinearRecurrence` form; for matrix-memory cells the
+        quadratic form, i.e. one chunk of T steps), "chunkwise" (matrix-memory
+        cells: masked matrix products inside chunks of `chunk_size` steps, a
+        scan across chunks; rnnjax/chunkwise.py), or "auto" (see `resolve_method`).
       resets: `[T, *batch]` booleans marking the first step of a new sequence
         inside a packed stream (RL rollouts, packed language-model batches):
         the carry is set back to `initial_carry` before that step is
@@ -120,14 +144,18 @@ def unroll(
         the plain scan. True: the kernel, or a ValueError saying why not. The
         kernels' VJPs are hand-written, so use False for forward-mode autodiff
         (`jax.jvp`, `jax.jacfwd`).
+      chunk_size: steps per chunk for method="chunkwise" (default
+        `DEFAULT_CHUNK_SIZE`); any T works (the last chunk is padded with
+        identity steps).
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
       `[T, *batch, O]` (or `[*batch, T, O]` with `time_major=False`).
 
     Raises:
-      TypeError / ValueError naming the argument, the expected and the received
-      shape, dtype or value, before anything is traced.
+      TypeError: a wrong type or dtype, naming the argument, what was expected
+        and what came, before anything is traced.
+      ValueError: a wrong shape or value, named the same way.
     """
     fn = "rnnjax.unroll"
     checks.check_cell(fn, cell)
@@ -144,8 +172,11 @@ def unroll(
         resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
     chunk = checks.chunk_length(fn, remat, truncation, T)
     method = resolve_method(cell, method)
-    if chunk and method == "parallel":
-        raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only")
+    if chunk and method != "sequential":
+        raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only, got method={method!r}")
+    chunk_size = checks.chunk_size(fn, chunk_size, method)
+    if method == "parallel" and cell.matrix is not None:
+        method, chunk_size = "chunkwise", max(T, 1)  # the quadratic form: one chunk
     use_kernel = _use_kernel(fn, cell, kernel, method, unroll, resets, chunk)
 
     if not time_major:
@@ -165,12 +196,25 @@ def unroll(
 
     if use_kernel and T > 0:
         carry, ys = _kernel_unroll(cell, params, xs, initial_carry, mask, reverse, batch_shape)
+    elif method == "chunkwise" and T > 0:
+        carry, ys = chunkwise_unroll(cell, params, xs, initial_carry, mask, resets, reverse, chunk_size)
+        if mask is not None:
+            ys = _where_valid(mask, ys, jnp.zeros_like(ys))
     elif method == "parallel" and T > 0:
         carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, resets, reverse)
     else:
         carry, ys = _sequential_unroll(
-            cell, params, xs, initial_carry, mask, resets, reverse, unroll, chunk,
-            checkpoint=bool(remat), truncate=truncation is not None,
+            cell,
+            params,
+            xs,
+            initial_carry,
+            mask,
+            resets,
+            reverse,
+            unroll,
+            chunk,
+            checkpoint=bool(remat),
+            truncate=truncation is not None,
         )
 
     if not time_major:
@@ -196,14 +240,14 @@ def _use_kernel(fn, cell, kernel, method, unroll, resets, chunk) -> bool:
         if reasons:
             raise ValueError(f"{fn}: kernel=True, but the sequence kernel does not apply: {'; '.join(reasons)}")
         return True
-    # measured faster on CPU (README "Benchmarks"); unmeasured on GPU/TPU, where the scan stays
+    # measured faster on CPU (docs/benchmarks.md); unmeasured on GPU/TPU, where the scan stays
     return not reasons and jax.default_backend() == "cpu"
 
 
 def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
     """`cell.sequence` on `[T, N, I]`, with the batch axes flattened to N and restored."""
     T, n = xs.shape[0], int(math.prod(batch_shape))
-    flat = lambda a: a.reshape(n, *a.shape[len(batch_shape):])  # noqa: E731
+    flat = lambda a: a.reshape(n, *a.shape[len(batch_shape) :])  # noqa: E731
     carry, ys = cell.sequence(
         params,
         xs.reshape(T, n, xs.shape[-1]),
@@ -217,7 +261,9 @@ def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
     return carry, ys.reshape(T, *batch_shape, ys.shape[-1])
 
 
-def _sequential_unroll(cell, params, xs, carry0, mask, resets, reverse, unroll, chunk, checkpoint=False, truncate=False):
+def _sequential_unroll(
+    cell, params, xs, carry0, mask, resets, reverse, unroll, chunk, checkpoint=False, truncate=False
+):
     """`lax.scan` over time; with `chunk`, a scan over chunks of `chunk` steps, each
     checkpointed (`checkpoint`) and/or cut off from the previous chunk's gradient (`truncate`)."""
     T = xs.shape[0]

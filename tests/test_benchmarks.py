@@ -11,9 +11,35 @@ from benchmarks import report, run
 
 def test_tiny_harness_run_and_report(tmp_path):
     out = tmp_path / "tiny.json"
-    rc = run.main(["--kinds", "lstm", "gru", "mingru", "--impls", "rnnjax", "rnnjax-scan", "rnnjax-parallel", "flax",
-                   "equinox", "torch", "--seq-lens", "4", "9", "--batch", "2", "--input", "3", "--hidden", "4",
-                   "--reps", "2", "--out", str(out), "--quiet"])
+    rc = run.main(
+        [
+            "--kinds",
+            "lstm",
+            "gru",
+            "mingru",
+            "--impls",
+            "rnnjax",
+            "rnnjax-scan",
+            "rnnjax-parallel",
+            "flax",
+            "equinox",
+            "torch",
+            "--seq-lens",
+            "4",
+            "9",
+            "--batch",
+            "2",
+            "--input",
+            "3",
+            "--hidden",
+            "4",
+            "--reps",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     result = json.loads(out.read_text())
     assert rc == 0 and result["loss_check"] == "all implementations agree"
     measured = {(r["impl"], r["kind"], r["T"]) for r in result["records"] if "train" in r}
@@ -36,8 +62,12 @@ def test_kernel_blocks_tiny_run(tmp_path):
     from benchmarks import kernel_blocks
 
     out = tmp_path / "blocks.json"
-    assert kernel_blocks.main(["--hidden", "4", "--batch", "2", "--seq-len", "3", "--input", "2", "--reps", "1",
-                               "--out", str(out)]) == 0
+    assert (
+        kernel_blocks.main(
+            ["--hidden", "4", "--batch", "2", "--seq-len", "3", "--input", "2", "--reps", "1", "--out", str(out)]
+        )
+        == 0
+    )
     records = json.loads(out.read_text())["records"]
     assert {(r["H"], r["blocks"]) for r in records} == {(4, 1), (4, 2)}
     assert all(r["forward_ms"] > 0 and r["train_ms"] > 0 for r in records)
@@ -48,9 +78,33 @@ def test_interleaved_tiny_run(tmp_path, capsys):
     from benchmarks import interleaved
 
     out = tmp_path / "inter.json"
-    assert interleaved.main(["--kind", "gru", "--impls", "rnnjax", "rnnjax-scan", "flax", "rnnjax-parallel",
-                             "--seq-lens", "1", "3", "--batch", "2", "--input", "3", "--hidden", "4", "--reps", "2",
-                             "--out", str(out)]) == 0
+    assert (
+        interleaved.main(
+            [
+                "--kind",
+                "gru",
+                "--impls",
+                "rnnjax",
+                "rnnjax-scan",
+                "flax",
+                "rnnjax-parallel",
+                "--seq-lens",
+                "1",
+                "3",
+                "--batch",
+                "2",
+                "--input",
+                "3",
+                "--hidden",
+                "4",
+                "--reps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["loss_check"] == "all implementations agree"
     assert result["config"]["impls"][:2] == ["rnnjax", "rnnjax-scan"]  # the parallel scan does not apply to the GRU
@@ -64,16 +118,37 @@ def test_interleaved_refuses_a_peer_outside_jax(tmp_path, capsys):
     from benchmarks import interleaved
 
     with pytest.raises(SystemExit):
-        interleaved.main(["--kind", "lstm", "--impls", "rnnjax", "torch", "--seq-lens", "1", "--batch", "2",
-                          "--input", "3", "--hidden", "4", "--reps", "1", "--out", str(tmp_path / "x.json")])
+        interleaved.main(
+            [
+                "--kind",
+                "lstm",
+                "--impls",
+                "rnnjax",
+                "torch",
+                "--seq-lens",
+                "1",
+                "--batch",
+                "2",
+                "--input",
+                "3",
+                "--hidden",
+                "4",
+                "--reps",
+                "1",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )
     assert "--impls: 'torch' is not" in capsys.readouterr().err  # not a JAX implementation, or not installed
 
 
 def test_loss_check_without_rnnjax_compares_with_the_first_implementation():
-    recs = [{"impl": "flax", "name": "flax", "kind": "lstm", "T": 4, "loss": 1.0},
-            {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 4, "loss": 1.5},
-            {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 8, "loss": 2.0},
-            {"impl": "rnnjax", "name": "rnnjax", "kind": "lstm", "T": 8, "loss": 2.0},
-            {"impl": "torch", "kind": "lstm", "error": "timed out after 1800 s"}]  # no T, no loss
+    recs = [
+        {"impl": "flax", "name": "flax", "kind": "lstm", "T": 4, "loss": 1.0},
+        {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 4, "loss": 1.5},
+        {"impl": "equinox", "name": "eqx", "kind": "lstm", "T": 8, "loss": 2.0},
+        {"impl": "rnnjax", "name": "rnnjax", "kind": "lstm", "T": 8, "loss": 2.0},
+        {"impl": "torch", "kind": "lstm", "error": "timed out after 1800 s"},
+    ]  # no T, no loss
     assert run.check_losses(recs, rtol=1e-3) == ["eqx lstm T=4: loss 1.5 vs flax 1.0"]
     assert recs[2]["loss_rel_diff"] == {"vs": "rnnjax", "rel": 0.0}

@@ -32,7 +32,9 @@ def test_text_label_csv_errors(tmp_path, content, message):
     path = tmp_path / "data.csv"
     if content is not None:
         path.write_text(content)
-    with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        data.DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         data.text_label_csv(path)
     assert str(path) in str(pytest.raises(data.DataError, data.text_label_csv, path).value)
 
@@ -67,9 +69,11 @@ def test_user_data_trains_end_to_end(tmp_path):
     (tmp_path / "r.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
     np.save(tmp_path / "s.npy", np.sin(np.arange(300) / 5.0))
     (tmp_path / "t.txt").write_text("To be, or not to be, that is the question. " * 30)
-    for name, sets in [("sentiment", [f"data_path={tmp_path / 'r.csv'}"]),
-                       ("forecast", [f"data_path={tmp_path / 's.npy'}", "season=31"]),
-                       ("charlm", [f"data_path={tmp_path / 't.txt'}", "eval_chars=200"])]:
+    for name, sets in [
+        ("sentiment", [f"data_path={tmp_path / 'r.csv'}"]),
+        ("forecast", [f"data_path={tmp_path / 's.npy'}", "season=31"]),
+        ("charlm", [f"data_path={tmp_path / 't.txt'}", "eval_chars=200"]),
+    ]:
         cfg = config_lib.resolve(name, smoke=True, sets=sets)
         summary = train_lib.train(cfg, tmp_path / name, progress=False, plot=False)
         assert np.isfinite(summary["eval"]["loss"]) and summary["report"]

@@ -29,8 +29,9 @@ SETS = ["steps=8", "batch_size=16", "checkpoint_every=4", "eval_every=4", "log_e
 
 def _run_python(code: str, devices: int, tmp_path: Path) -> str:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -86,10 +87,34 @@ def test_two_processes_over_loopback_equal_one_device(one_device_run, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "experiments", "train", "adding", "--smoke", "--set", *SETS, "--quiet",
-                          "--devices", "-1", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                          "--process-id", str(pid), "--workdir", str(workdir)],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments",
+                "train",
+                "adding",
+                "--smoke",
+                "--set",
+                *SETS,
+                "--quiet",
+                "--devices",
+                "-1",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(pid),
+                "--workdir",
+                str(workdir),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for pid in (0, 1)
     ]
     for p in procs:
@@ -106,7 +131,7 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
         from experiments import config as c, train as t
         cfg = c.resolve("adding", smoke=True, sets=["batch_size=12"])
         try:
-            t.train(cfg, {str(tmp_path / 'x')!r}, progress=False, devices=8)
+            t.train(cfg, {str(tmp_path / "x")!r}, progress=False, devices=8)
         except ValueError as e:
             print(e)
     """

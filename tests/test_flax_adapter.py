@@ -37,8 +37,10 @@ def test_nnx_module_equals_pure_path_outputs_and_gradients(data, cell):
     def module_loss(module):
         return jnp.sum(module(xs, lengths=lengths, reverse=True) ** 2)
 
-    chex.assert_trees_all_close(module(xs, lengths=lengths, reverse=True),
-                                rnnjax.unroll(module.cell, params, xs, lengths=lengths, reverse=True)[1])
+    chex.assert_trees_all_close(
+        module(xs, lengths=lengths, reverse=True),
+        rnnjax.unroll(module.cell, params, xs, lengths=lengths, reverse=True)[1],
+    )
     g_module = nnx.grad(module_loss)(module)
     g_pure = jax.grad(pure_loss)(params)
     # nnx.grad returns an nnx.State; its leaves come in the params pytree's key order
@@ -91,8 +93,9 @@ def test_linen_module_equals_pure_path(data):
     module = LinenRNN(cell)
     variables = module.init(jax.random.key(0), xs, lengths=lengths)
     params = variables["params"]["cell"]
-    chex.assert_trees_all_close(module.apply(variables, xs, lengths=lengths),
-                                rnnjax.unroll(cell, params, xs, lengths=lengths)[1])
+    chex.assert_trees_all_close(
+        module.apply(variables, xs, lengths=lengths), rnnjax.unroll(cell, params, xs, lengths=lengths)[1]
+    )
     g = jax.grad(lambda v: jnp.sum(module.apply(v, xs, lengths=lengths) ** 2))(variables)["params"]["cell"]
     g_pure = jax.grad(lambda p: jnp.sum(rnnjax.unroll(cell, p, xs, lengths=lengths)[1] ** 2))(params)
     chex.assert_trees_all_close(g, g_pure, rtol=1e-6)

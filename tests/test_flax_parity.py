@@ -25,7 +25,9 @@ def _random_variables(module, carry, x, seed):
     variables = module.init(jax.random.key(seed), carry, x)
     leaves, tree = jax.tree_util.tree_flatten(variables)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    return jax.tree_util.tree_unflatten(tree, [v + 0.2 * jax.random.normal(k, v.shape, v.dtype) for v, k in zip(leaves, keys)])
+    return jax.tree_util.tree_unflatten(
+        tree, [v + 0.2 * jax.random.normal(k, v.shape, v.dtype) for v, k in zip(leaves, keys, strict=True)]
+    )
 
 
 CASES = {

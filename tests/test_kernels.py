@@ -26,8 +26,9 @@ KINDS = ("lstm", "gru")  # the cells with a sequence kernel
 def _setup(kind, H, batch_shape, dtype=jnp.float64, seed=0):
     cell = rnnjax.cells.get(kind, hidden_size=H, dtype=dtype)
     params = cell.init(jax.random.key(seed), I)
-    params = jax.tree_util.tree_map(lambda a: a + 0.2 * jax.random.normal(jax.random.key(seed + 1), a.shape, a.dtype),
-                                    params)  # non-zero biases everywhere
+    params = jax.tree_util.tree_map(
+        lambda a: a + 0.2 * jax.random.normal(jax.random.key(seed + 1), a.shape, a.dtype), params
+    )  # non-zero biases everywhere
     xs = jax.random.normal(jax.random.key(seed + 2), (T, *batch_shape, I), dtype)
     carry0 = jax.tree_util.tree_map(lambda a: a + 0.3, cell.initial_carry(params, batch_shape))
     return cell, params, xs, carry0
@@ -35,8 +36,9 @@ def _setup(kind, H, batch_shape, dtype=jnp.float64, seed=0):
 
 def _loss(cell, lengths, reverse, kernel):
     def loss(params, xs, carry0):
-        carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse,
-                                  kernel=kernel)
+        carry, ys = rnnjax.unroll(
+            cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=kernel
+        )
         weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
         return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(c)) for c in jax.tree_util.tree_leaves(carry))
 
@@ -128,12 +130,15 @@ def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks, kin
     def loss(p, kernel):
         return jnp.sum(rnnjax.unroll(cell, p, xs, initial_carry=carry0, kernel=kernel)[1] ** 2)
 
-    grads = {k: jax.jit(jax.vmap(jax.grad(lambda p: loss(p, k))))(ensemble) for k in (True, False)}
+    grads = {k: jax.jit(jax.vmap(jax.grad(lambda p, k=k: loss(p, k))))(ensemble) for k in (True, False)}
     chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-12, atol=1e-12)
+
     # the hand-written backward pass is itself differentiable (reverse-over-reverse Hessian-vector products)
     def hvp(kernel):
-        g_dot_v = lambda p: sum(jnp.vdot(g, v) for g, v in zip(jax.tree_util.tree_leaves(jax.grad(  # noqa: E731
-            lambda q: loss(q, kernel))(p)), jax.tree_util.tree_leaves(params)))
+        def g_dot_v(p):
+            grads = jax.tree_util.tree_leaves(jax.grad(lambda q: loss(q, kernel))(p))
+            return sum(jnp.vdot(g, v) for g, v in zip(grads, jax.tree_util.tree_leaves(params), strict=True))
+
         return jax.grad(g_dot_v)(params)
 
     hvp = {k: hvp(k) for k in (True, False)}

@@ -25,8 +25,14 @@ def _data(dtype=jnp.float32, T=T):
 
 
 def mixed_stack(hidden_size, *, dtype=jnp.float32):
-    return stack([rnnjax.cells.lstm(hidden_size, dtype=dtype), rnnjax.cells.gru(hidden_size, dtype=dtype),
-                  rnnjax.cells.mingru(hidden_size, dtype=dtype)], residual=True)
+    return stack(
+        [
+            rnnjax.cells.lstm(hidden_size, dtype=dtype),
+            rnnjax.cells.gru(hidden_size, dtype=dtype),
+            rnnjax.cells.mingru(hidden_size, dtype=dtype),
+        ],
+        residual=True,
+    )
 
 
 def learned_lstm(hidden_size, *, dtype=jnp.float32):
@@ -72,7 +78,9 @@ def test_dropout_between_layers():
     xs, lengths = _data()
     plain = stacked_unroll(cells, params, xs, lengths=lengths)
     # evaluation: dropout off, whatever the rate and key
-    chex.assert_trees_all_equal(stacked_unroll(cells, params, xs, lengths=lengths, dropout=0.5, key=jax.random.key(3)), plain)
+    chex.assert_trees_all_equal(
+        stacked_unroll(cells, params, xs, lengths=lengths, dropout=0.5, key=jax.random.key(3)), plain
+    )
     a = stacked_unroll(cells, params, xs, dropout=0.5, key=jax.random.key(3), deterministic=False)
     b = stacked_unroll(cells, params, xs, dropout=0.5, key=jax.random.key(3), deterministic=False)
     c = stacked_unroll(cells, params, xs, dropout=0.5, key=jax.random.key(4), deterministic=False)
@@ -117,13 +125,15 @@ def test_resets_equal_running_each_segment_alone(x64, name, reverse):
         carry, ys = rnnjax.unroll(cell, params, xs, resets=jnp.asarray(resets), reverse=reverse, method=method)
         for k, s in enumerate(starts):
             bounds = [*s, T]
-            for a, b in zip(bounds[:-1], bounds[1:]):
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 c_seg, y_seg = rnnjax.unroll(cell, params, xs[a:b, k], reverse=reverse)
                 chex.assert_trees_all_close(ys[a:b, k], y_seg, rtol=1e-12, atol=1e-12)
             # the final carry belongs to the last segment processed
             a, b = (bounds[-2], bounds[-1]) if not reverse else (bounds[0], bounds[1])
             c_last, _ = rnnjax.unroll(cell, params, xs[a:b, k], reverse=reverse)
-            chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[k], carry), c_last, rtol=1e-12, atol=1e-12)
+            chex.assert_trees_all_close(
+                jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_last, rtol=1e-12, atol=1e-12
+            )
 
 
 def test_resets_error_names_the_argument():
@@ -148,8 +158,11 @@ def test_truncated_bptt_equals_full_bptt_restricted_to_each_chunk(x64, K):
 
     # forward unchanged
     chex.assert_trees_all_close(
-        rnnjax.unroll(cell, params, xs, lengths=lengths, truncation=K), rnnjax.unroll(cell, params, xs, lengths=lengths),
-        rtol=1e-12, atol=1e-12)
+        rnnjax.unroll(cell, params, xs, lengths=lengths, truncation=K),
+        rnnjax.unroll(cell, params, xs, lengths=lengths),
+        rtol=1e-12,
+        atol=1e-12,
+    )
     # independent path: the carries at chunk starts from a plain forward pass, then each chunk's own BPTT
     want = jax.tree_util.tree_map(jnp.zeros_like, params)
     carry = cell.initial_carry(params, (B,))
@@ -178,8 +191,9 @@ def test_remat_gradients_equal_plain_gradients(x64, remat, reverse):
         carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=reverse, remat=remat)
         return jnp.sum(jnp.sin(ys)) + jnp.sum(carry**2)
 
-    chex.assert_trees_all_close(jax.grad(loss, (0, 1))(params, xs, remat), jax.grad(loss, (0, 1))(params, xs, False),
-                                rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(
+        jax.grad(loss, (0, 1))(params, xs, remat), jax.grad(loss, (0, 1))(params, xs, False), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_remat_keeps_fewer_residuals():

@@ -1,17 +1,106 @@
-"""The README's Python examples run as written."""
+"""The README is true: its example runs, and its tables equal their sources.
+
+Each table on the front page is held to what produced it: the cell table to
+the registry, the gradient table to the committed gradcheck output, the
+speed table to the committed benchmark JSON (through `benchmarks.report.headline`),
+the study's table to the docs page that reports the run; and every link into
+the docs points at a page that exists.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+import rnnjax
+from benchmarks.report import headline
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _table_after(text: str, heading_regex: str) -> list[str]:
+    """The markdown table rows (header included) of the first table after the matching line."""
+    match = re.search(heading_regex, text, re.M)
+    assert match, f"no line matching {heading_regex!r}"
+    rows, started = [], False
+    for line in text[match.end() :].split("\n"):
+        if line.startswith("|"):
+            rows.append(line.strip())
+            started = True
+        elif started:
+            break
+    return rows
+
+
+def test_readme_is_at_most_12000_characters():
+    assert len(README) <= 12_000, len(README)
 
 
 def test_readme_python_blocks_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert blocks
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)  # the API quick start
     assert namespace["ys"].shape == (50, 32, 128)
     assert namespace["grads"]["w_h"].shape == (128, 512)
+
+
+def test_getting_started_example_runs():
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    namespace: dict = {}
+    exec(compile(re.findall(r"```python\n(.*?)```", text, re.S)[0], "getting-started.md", "exec"), namespace)
+    assert namespace["ys"].shape == (50, 32, 128)
+
+
+def test_cell_table_lists_exactly_the_registered_cells():
+    rows = _table_after(README, r"^## Cells")[2:]
+    names = [re.match(r"\| `(\w+)` \|", row).group(1) for row in rows]
+    assert sorted(names) == rnnjax.cells.names()
+
+
+def test_gradient_table_is_the_committed_gradcheck_output():
+    """README = docs = benchmarks/results/gradcheck-*.md (the output of `python -m rnnjax.gradcheck`)."""
+    source = sorted(RESULTS.glob("gradcheck-*.md"))[-1].read_text()
+    want = _table_after(source, r"^manual BPTT")
+    assert _table_after(README, r"^### Manual BPTT against autodiff") == want
+    assert _table_after((ROOT / "docs" / "gradient-checking.md").read_text(), r"^\| cell \| cases") == want
+    with_reference = {s.name for s in rnnjax.cells.specs() if s.reference is not None}
+    listed = {row.split("|")[1].strip() for row in want[2:]}
+    assert listed == with_reference
+    for row in want[2:]:
+        assert float(row.split("|")[3]) <= 1e-10, row  # what tests/test_reference.py asserts
+
+
+@pytest.mark.parametrize(
+    "kind, source", [("LSTM", "cpu-lstm-kernel3-2026-11-26.json"), ("GRU", "cpu-gru-2026-11-26.json")]
+)
+def test_speed_table_is_computed_from_the_committed_results(kind, source):
+    result = json.loads((RESULTS / source).read_text())
+    short, long = headline(result, 16), headline(result, 1024)
+    rows = _table_after(README, r"^### Speed against the peers")
+    for what in ("training", "inference"):
+        want = (
+            f"| {kind} {what} | "
+            + " | ".join(f"{short[(what, p)]:.2f}x / {long[(what, p)]:.2f}x" for p in ("flax", "Equinox", "PyTorch"))
+            + " |"
+        )
+        assert want in rows, f"README row for {kind} {what} should be {want}"
+
+
+def test_study_table_matches_the_experiments_page():
+    docs = (ROOT / "docs" / "experiments.md").read_text()
+    heading = r"^Gradient reaching h_t"
+    readme_rows = _table_after(README, r"`\|\|dL/dh_\(T-d\)\|\| / \|\|dL/dh_T\|\|`")
+    assert readme_rows == _table_after(docs, heading)
+
+
+def test_links_into_the_docs_exist():
+    links = re.findall(r"\]\((docs/[^)#]+)", README)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), link

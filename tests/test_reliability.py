@@ -1,6 +1,6 @@
 """Reliability: kill-and-resume, determinism, non-finite values, bad input everywhere, long sequences.
 
-Figures reported in the README's "Reliability" section come from these tests
+Figures reported on the docs' Reliability page (docs/reliability.md) come from these tests
 (`pytest tests/test_reliability.py -s` prints them; `-m slow` runs the long variants).
 """
 
@@ -35,8 +35,21 @@ KILL_SETS = ["checkpoint_every=1", "eval_every=10", "log_every=1", "hidden_size=
 
 
 def _cmd(workdir: Path, resume: bool, steps: int) -> list[str]:
-    return [sys.executable, "-m", "experiments", "train", "adding", "--smoke", "--set", f"steps={steps}", *KILL_SETS,
-            "--quiet", "--workdir", str(workdir), *(["--resume"] if resume else [])]
+    return [
+        sys.executable,
+        "-m",
+        "experiments",
+        "train",
+        "adding",
+        "--smoke",
+        "--set",
+        f"steps={steps}",
+        *KILL_SETS,
+        "--quiet",
+        "--workdir",
+        str(workdir),
+        *(["--resume"] if resume else []),
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -59,13 +72,21 @@ def _kill_and_resume(tmp_path: Path, kills: int, seed: int, steps: int) -> dict:
     """Run to completion while SIGKILLing the trainer `kills` times at random moments."""
     rng = random.Random(seed)
     reference = tmp_path / "uninterrupted"
-    subprocess.run(_cmd(reference, resume=False, steps=steps), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        _cmd(reference, resume=False, steps=steps), cwd=ROOT, env=_env(), check=True, capture_output=True, timeout=600
+    )
     workdir = tmp_path / "killed"
     done_kills, lost, mid_save = 0, [], 0
     first = True
     while True:
-        proc = subprocess.Popen(_cmd(workdir, resume=not first, steps=steps), cwd=ROOT, env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            _cmd(workdir, resume=not first, steps=steps),
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         first = False
         if done_kills < kills:
             # kill once the run has logged a random later step, after a random few milliseconds: the
@@ -102,16 +123,20 @@ def _kill_and_resume(tmp_path: Path, kills: int, seed: int, steps: int) -> dict:
 
 def test_kill_and_resume(tmp_path):
     out = _kill_and_resume(tmp_path, kills=4, seed=0, steps=40)
-    print(f"\nkill-and-resume: {out['kills']} SIGKILLs survived ({out['kills_during_a_save']} during a checkpoint "
-          f"write); steps lost per kill: {out['steps_lost_per_kill']}")
+    print(
+        f"\nkill-and-resume: {out['kills']} SIGKILLs survived ({out['kills_during_a_save']} during a checkpoint "
+        f"write); steps lost per kill: {out['steps_lost_per_kill']}"
+    )
     assert out["kills"] == 4
 
 
 @pytest.mark.slow
 def test_kill_and_resume_many(tmp_path):
     out = _kill_and_resume(tmp_path, kills=25, seed=1, steps=150)
-    print(f"\nkill-and-resume (long): {out['kills']} SIGKILLs survived ({out['kills_during_a_save']} during a "
-          f"checkpoint write); max steps lost {max(out['steps_lost_per_kill'])}")
+    print(
+        f"\nkill-and-resume (long): {out['kills']} SIGKILLs survived ({out['kills_during_a_save']} during a "
+        f"checkpoint write); max steps lost {max(out['steps_lost_per_kill'])}"
+    )
     assert out["kills"] == 25
 
 
@@ -251,8 +276,10 @@ def test_unroll_bad_input_is_a_clear_error_or_a_correct_result(shape, dtype, len
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=st.sampled_from(["steps", "hidden_size", "cell", "learning_rate", "colour", "seq_len", "grad_clip"]),
-       value=st.sampled_from(["", "-1", "0", "abc", "1e400", "nan", "3.5", "lstn", "  ", "1,2"]))
+@given(
+    key=st.sampled_from(["steps", "hidden_size", "cell", "learning_rate", "colour", "seq_len", "grad_clip"]),
+    value=st.sampled_from(["", "-1", "0", "abc", "1e400", "nan", "3.5", "lstn", "  ", "1,2"]),
+)
 def test_command_line_bad_config_is_a_clear_error(key, value):
     import contextlib
     import io

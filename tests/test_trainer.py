@@ -41,7 +41,9 @@ def _params_and_log(workdir):
 @pytest.mark.parametrize("stop_after", [1, 3, 4])
 def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, stop_after):
     """Bitwise on CPU: the same parameters and the same metric log."""
-    cfg = config_lib.resolve("adding", smoke=True, sets=["steps=6", "checkpoint_every=2", "eval_every=3", "log_every=1"])
+    cfg = config_lib.resolve(
+        "adding", smoke=True, sets=["steps=6", "checkpoint_every=2", "eval_every=3", "log_every=1"]
+    )
     train_lib.train(cfg, tmp_path / "full", progress=False, plot=False)
     out = train_lib.train(cfg, tmp_path / "cut", progress=False, plot=False, stop_after=stop_after)
     assert out == {"stopped_at": stop_after}
@@ -108,12 +110,32 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
     with pytest.raises(SystemExit):
         cli(["train"])
     assert cli(["train", "addition", "--smoke"]) == 2
-    assert "unknown experiment 'addition'; available: adding, charlm, copy, digits, forecast, sentiment" in capsys.readouterr().err
+    assert (
+        "unknown experiment 'addition'; available: adding, charlm, copy, digits, forecast, sentiment"
+        in capsys.readouterr().err
+    )
 
 
 def test_sweep_smoke_writes_table_and_plot(tmp_path, capsys):
-    assert cli(["sweep", "adding", "--smoke", "--cells", "elman", "gru", "--grid", "seq_len=5,9",
-                "--success-below", "0.05", "--workdir", str(tmp_path)]) == 0
+    assert (
+        cli(
+            [
+                "sweep",
+                "adding",
+                "--smoke",
+                "--cells",
+                "elman",
+                "gru",
+                "--grid",
+                "seq_len=5,9",
+                "--success-below",
+                "0.05",
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     table = (tmp_path / "sweep.md").read_text()
     assert "| elman |" in table and "| gru |" in table and "solved" in table
     assert (tmp_path / "sweep.png").stat().st_size > 0
@@ -136,7 +158,8 @@ def test_hidden_gradient_probe_matches_autodiff_of_a_perturbed_unroll():
 
     import rnnjax
     from experiments.model import build
-    from experiments.tasks import adding, make as make_task, rng_for
+    from experiments.tasks import adding, rng_for
+    from experiments.tasks import make as make_task
     from experiments.vanishing_gradients import hidden_gradient_norms
 
     cfg = config_lib.resolve("adding", smoke=True, sets=["cell=elman", "seq_len=7"])
@@ -149,7 +172,7 @@ def test_hidden_gradient_probe_matches_autodiff_of_a_perturbed_unroll():
     for t in (0, 3, 6):
         h_t, _ = rnnjax.unroll(cell, p, xs[: t + 1])
 
-        def loss_from(h):
+        def loss_from(h, t=t):
             h_T, ys = rnnjax.unroll(cell, p, xs[t + 1 :], initial_carry=h)
             last = ys[-1] if ys.shape[0] else h
             pred = last @ params["head"]["w"] + params["head"]["b"]

@@ -39,7 +39,7 @@ def test_reverse_with_lengths_reverses_within_each_valid_length(lstm):
     for k, L in enumerate(lengths.tolist()):
         c_k, ys_k = rnnjax.unroll(cell, params, xs[:L, k][::-1])
         chex.assert_trees_all_close(ys[:L, k], ys_k[::-1], rtol=1e-6)
-        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c: c[k], carry), c_k, rtol=1e-6)
+        chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_k, rtol=1e-6)
         assert not np.any(np.asarray(ys[L:, k]))
 
 
@@ -55,7 +55,9 @@ def test_zero_length_returns_initial_carry_and_zero_outputs(lstm):
     cell, params, xs = lstm
     carry0 = LSTMState(h=jnp.full((B, H), 0.3), c=jnp.full((B, H), -0.2))
     for reverse in (False, True):
-        carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=jnp.zeros(B, jnp.int32), reverse=reverse)
+        carry, ys = rnnjax.unroll(
+            cell, params, xs, initial_carry=carry0, lengths=jnp.zeros(B, jnp.int32), reverse=reverse
+        )
         chex.assert_trees_all_equal(carry, carry0)
         assert not np.any(np.asarray(ys))
 

@@ -32,5 +32,14 @@ class Config(TrainConfig):
     learning_rate: float = 3e-3
 
 
-SMOKE = {"seq_len": 12, "hidden_size": 8, "batch_size": 8, "steps": 6, "eval_every": 3, "checkpoint_every": 2,
-         "log_every": 1, "eval_batches": 1, "warmup_steps": 2}
+SMOKE = {
+    "seq_len": 12,
+    "hidden_size": 8,
+    "batch_size": 8,
+    "steps": 6,
+    "eval_every": 3,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "eval_batches": 1,
+    "warmup_steps": 2,
+}

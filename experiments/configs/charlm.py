@@ -37,6 +37,17 @@ class Config(TrainConfig):
     sample_chars: int = 400
 
 
-SMOKE = {"steps": 4, "max_chars": 20_000, "eval_chars": 2_000, "seq_len": 16, "embed_size": 8, "hidden_size": 16,
-         "batch_size": 8, "eval_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1,
-         "sample_chars": 20}
+SMOKE = {
+    "steps": 4,
+    "max_chars": 20_000,
+    "eval_chars": 2_000,
+    "seq_len": 16,
+    "embed_size": 8,
+    "hidden_size": 16,
+    "batch_size": 8,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "warmup_steps": 1,
+    "sample_chars": 20,
+}

@@ -28,5 +28,12 @@ class Config(TrainConfig):
     checkpoint_every: int = 250
 
 
-SMOKE = {"steps": 4, "hidden_size": 8, "batch_size": 8, "eval_every": 2, "checkpoint_every": 2, "log_every": 1,
-         "warmup_steps": 1}
+SMOKE = {
+    "steps": 4,
+    "hidden_size": 8,
+    "batch_size": 8,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "warmup_steps": 1,
+}

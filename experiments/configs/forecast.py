@@ -40,5 +40,15 @@ class Config(TrainConfig):
     checkpoint_every: int = 250
 
 
-SMOKE = {"steps": 4, "context": 20, "horizon": 8, "hidden_size": 8, "batch_size": 8, "stride": 50,
-         "eval_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1}
+SMOKE = {
+    "steps": 4,
+    "context": 20,
+    "horizon": 8,
+    "hidden_size": 8,
+    "batch_size": 8,
+    "stride": 50,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "warmup_steps": 1,
+}

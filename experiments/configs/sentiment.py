@@ -38,5 +38,15 @@ class Config(TrainConfig):
     checkpoint_every: int = 100
 
 
-SMOKE = {"steps": 4, "max_len": 12, "vocab_size": 200, "embed_size": 8, "hidden_size": 8, "batch_size": 8,
-         "eval_every": 2, "checkpoint_every": 2, "log_every": 1, "warmup_steps": 1}
+SMOKE = {
+    "steps": 4,
+    "max_len": 12,
+    "vocab_size": 200,
+    "embed_size": 8,
+    "hidden_size": 8,
+    "batch_size": 8,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "warmup_steps": 1,
+}

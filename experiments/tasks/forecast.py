@@ -46,8 +46,10 @@ def make(config) -> Task:
         past = np.stack([y[t - L + 1 : t + 1] for t in ts], axis=1)  # [L, B]
         last = past[-1]
         future = np.stack([y[t + 1 : t + H + 1] for t in ts], axis=0)  # [B, H]
-        return {"xs": ((past - last) / scale)[..., None].astype(np.float32),
-                "ys": ((future - last[:, None]) / scale).astype(np.float32)}
+        return {
+            "xs": ((past - last) / scale)[..., None].astype(np.float32),
+            "ys": ((future - last[:, None]) / scale).astype(np.float32),
+        }
 
     def rnn_forecast(model, params, ts: np.ndarray) -> np.ndarray:
         past = np.stack([y[t - L + 1 : t + 1] for t in ts], axis=1)
@@ -64,18 +66,27 @@ def make(config) -> Task:
             "naive": np.stack([np.full(H, y[t]) for t in test_origins]),
             "seasonal_naive": np.stack([y[t + steps - m * np.ceil(steps / m).astype(int)] for t in test_origins]),
         }
+
         def holt_winters(series):
-            return sm.tsa.ExponentialSmoothing(series, trend="add", seasonal="add", seasonal_periods=m,
-                                               initialization_method="heuristic")
+            return sm.tsa.ExponentialSmoothing(
+                series, trend="add", seasonal="add", seasonal_periods=m, initialization_method="heuristic"
+            )
 
         fitted = holt_winters(y[:split]).fit().params  # smoothing parameters fitted on the training part only
         fixed = {k: fitted[k] for k in ("smoothing_level", "smoothing_trend", "smoothing_seasonal")}
         forecasts["exp_smoothing"] = np.stack(
-            [holt_winters(y[: t + 1]).fit(optimized=False, **fixed).forecast(H) for t in test_origins])
+            [holt_winters(y[: t + 1]).fit(optimized=False, **fixed).forecast(H) for t in test_origins]
+        )
         forecasts["rnn"] = rnn_forecast(model, params, test_origins)
         mase_scale = np.mean(np.abs(y[m:split] - y[: split - m]))
-        errors = {name: {"mae": float(np.mean(np.abs(f - truth))), "rmse": float(np.sqrt(np.mean((f - truth) ** 2))),
-                         "mase": float(np.mean(np.abs(f - truth)) / mase_scale)} for name, f in forecasts.items()}
+        errors = {
+            name: {
+                "mae": float(np.mean(np.abs(f - truth))),
+                "rmse": float(np.sqrt(np.mean((f - truth) ** 2))),
+                "mase": float(np.mean(np.abs(f - truth)) / mase_scale),
+            }
+            for name, f in forecasts.items()
+        }
         _plot(Path(workdir) / "forecast.png", y, split, test_origins, forecasts, H)
         return {"test_origins": len(test_origins), "horizon": H, "errors": errors}
 

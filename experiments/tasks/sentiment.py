@@ -69,8 +69,9 @@ def make(config) -> Task:
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import accuracy_score, f1_score
 
-        probs = np.concatenate([predict_proba(model, params, test_texts[i : i + 500])
-                                for i in range(0, len(test_texts), 500)])
+        probs = np.concatenate(
+            [predict_proba(model, params, test_texts[i : i + 500]) for i in range(0, len(test_texts), 500)]
+        )
         pred = probs.argmax(-1)
         bow = CountVectorizer(tokenizer=data_lib.tokenize, token_pattern=None, min_df=config.min_count)
         x_fit = bow.fit_transform(fit_texts)
@@ -80,7 +81,10 @@ def make(config) -> Task:
         return {
             "test_examples": len(test_texts),
             "rnn": {"accuracy": accuracy_score(test_y, pred), "f1": f1_score(test_y, pred, average=average)},
-            "bag_of_words_logreg": {"accuracy": accuracy_score(test_y, base), "f1": f1_score(test_y, base, average=average)},
+            "bag_of_words_logreg": {
+                "accuracy": accuracy_score(test_y, base),
+                "f1": f1_score(test_y, base, average=average),
+            },
             "majority_class_accuracy": float(np.mean(test_y == np.bincount(train_y[fit]).argmax())),
             "f1_of": f"class {classes[-1]!r}" if average == "binary" else "macro",
         }
@@ -92,8 +96,9 @@ def make(config) -> Task:
         output_size=len(classes),
         loss="xent",
         readout="last",
-        train_batch=lambda step: _batch(ids[fit], lengths[fit], train_y[fit],
-                                        epoch_indices(len(fit), config.batch_size, config.seed, step)),
+        train_batch=lambda step: _batch(
+            ids[fit], lengths[fit], train_y[fit], epoch_indices(len(fit), config.batch_size, config.seed, step)
+        ),
         eval_batches=[_batch(ids, lengths, train_y, val)],
         baselines={"accuracy": float(np.mean(train_y[val] == np.bincount(train_y[fit]).argmax()))},
         extra={"classes": classes, "predict_proba": predict_proba},

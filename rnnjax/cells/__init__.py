@@ -5,11 +5,12 @@ few facts), built by a factory in its own file. Importing this package
 registers all of them; `names()` lists them and `get(name, **kwargs)` builds one.
 """
 
-from rnnjax.cells.cell import Carry, Cell, LinearRecurrence, Params
-from rnnjax.cells.registry import CellSpec, Tolerance, get, names, register, spec, specs, unregister
+from rnnjax.cells.cell import Carry, Cell, LinearRecurrence, MatrixInputs, MatrixRecurrence, MatrixState, Params
 
 # Each import registers its cells.
+from rnnjax.cells.deltanet import deltanet
 from rnnjax.cells.elman import elman
+from rnnjax.cells.gla import gla
 from rnnjax.cells.gru import gru
 from rnnjax.cells.indrnn import indrnn
 from rnnjax.cells.lru import lru
@@ -17,6 +18,9 @@ from rnnjax.cells.lstm import LSTMState, lstm
 from rnnjax.cells.mgu import mgu
 from rnnjax.cells.mingru import mingru
 from rnnjax.cells.minlstm import minlstm
+from rnnjax.cells.mlstm import mlstm
+from rnnjax.cells.registry import CellSpec, Tolerance, get, names, register, spec, specs, unregister
+from rnnjax.cells.ssd import ssd
 
 __all__ = [
     "Carry",
@@ -24,10 +28,15 @@ __all__ = [
     "CellSpec",
     "LSTMState",
     "LinearRecurrence",
+    "MatrixInputs",
+    "MatrixRecurrence",
+    "MatrixState",
     "Params",
     "Tolerance",
+    "deltanet",
     "elman",
     "get",
+    "gla",
     "gru",
     "indrnn",
     "lru",
@@ -35,9 +44,11 @@ __all__ = [
     "mgu",
     "mingru",
     "minlstm",
+    "mlstm",
     "names",
     "register",
     "spec",
     "specs",
+    "ssd",
     "unregister",
 ]

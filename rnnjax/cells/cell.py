@@ -45,6 +45,78 @@ class LinearRecurrence(NamedTuple):
     readout: Callable[[Params, Array, Array], Array]
 
 
+class MatrixInputs(NamedTuple):
+    """What a matrix-memory cell computes from its inputs, for every step at once.
+
+    Leading axes `[...]` are those of the inputs (`[T, *batch]` for a
+    sequence, `[*batch]` for one step); H heads, key size `dk`, value size `dv`.
+
+    Attributes:
+      q: queries `[..., H, dk]`.
+      k: keys `[..., H, dk]`.
+      v: values `[..., H, dv]`.
+      log_decay: log of the state's decay, `<= 0`: `[..., H, 1]` (one scalar
+        per head, e.g. Mamba-2, mLSTM, Gated DeltaNet) or `[..., H, dk]` (one
+        per key dimension, GLA). Kept in log space so that products over many
+        steps are sums, which neither underflow nor lose precision in float32.
+      beta: `[..., H]` delta-rule strength (DeltaNet), or None.
+      log_write: `[..., H]` log of an exponential input gate (mLSTM), or
+        None. Its values are unbounded, so the state is carried divided by
+        `exp(m)` with the stabiliser `m_t = max(log_decay_t + m_{t-1}, log_write_t)`.
+    """
+
+    q: Array
+    k: Array
+    v: Array
+    log_decay: Array
+    beta: Array | None = None
+    log_write: Array | None = None
+
+
+class MatrixState(NamedTuple):
+    """The carry of a matrix-memory cell.
+
+    Attributes:
+      S: the memory `[*batch, H, dk, dv]` (key-major: `o_t = S_t^T q_t`),
+        divided by `exp(m)` when the cell is stabilised.
+      m: the stabiliser `[*batch, H]` (mLSTM), or None.
+    """
+
+    S: Array
+    m: Array | None = None
+
+
+class MatrixRecurrence(NamedTuple):
+    """The form of a cell whose state is a matrix written with outer products, per head:
+
+        S_t = exp(log_decay_t) * (S_{t-1} - beta_t k_t (k_t^T S_{t-1})) + w_t k_t v_t^T
+        o_t = S_t^T q_t,        y_t = readout(o_t, ...)
+
+    with `w_t = beta_t` for the delta rule, `exp(log_write_t)` for an
+    exponential input gate (stabilised, see `MatrixInputs`), and 1 otherwise.
+    Cells that give it get their step (`matrix_step`) and the
+    chunkwise-parallel unroll (`rnnjax.unroll(..., method="chunkwise")`,
+    `rnnjax/chunkwise.py`) from the same equations, so the forms cannot drift apart.
+
+    Attributes:
+      inputs: `(params, xs) -> MatrixInputs`, for `xs [..., I]` with any leading axes.
+      readout: `(params, o, m, xs) -> ys`: `o [..., H, dv]` is `S_t^T q_t`
+        (in the stabilised state's units, i.e. divided by `exp(m_t)`),
+        `m [..., H]` the stabiliser after the step (None when not stabilised).
+      num_heads: H.
+      key_size: dk.
+      value_size: dv (the state's columns; the mLSTM's carry one more for its normaliser).
+      stabilised: whether the carry has a stabiliser `m`.
+    """
+
+    inputs: Callable[[Params, Array], MatrixInputs]
+    readout: Callable[[Params, Array, Array | None, Array], Array]
+    num_heads: int
+    key_size: int
+    value_size: int
+    stabilised: bool = False
+
+
 class Cell(NamedTuple):
     """A recurrent cell: pure functions and the facts the unroll needs.
 
@@ -62,6 +134,8 @@ class Cell(NamedTuple):
         keyword arguments), e.g. `{"hidden_size": 64, "activation": "tanh"}`.
       linear: the cell's `LinearRecurrence` form, or None when its carry
         update is not linear in the carry.
+      matrix: the cell's `MatrixRecurrence` form (matrix-memory cells), or
+        None; it gives the chunkwise-parallel unroll.
       sequence: optional kernel for a whole sequence, `(params, xs [T, B, I],
         carry, mask [T, B] | None, reverse) -> (carry, ys)`, computing exactly
         what `lax.scan` of `step` computes (masked steps keep the carry and get
@@ -79,6 +153,7 @@ class Cell(NamedTuple):
     config: Mapping[str, Any]
     linear: LinearRecurrence | None = None
     sequence: Callable[..., tuple[Carry, Array]] | None = None
+    matrix: MatrixRecurrence | None = None
 
 
 def linear_step(linear: LinearRecurrence) -> Callable[[Params, Array, Array], tuple[Array, Array]]:
@@ -96,15 +171,46 @@ def linear_step(linear: LinearRecurrence) -> Callable[[Params, Array, Array], tu
     return step
 
 
+def matrix_step(matrix: MatrixRecurrence) -> Callable[[Params, MatrixState, Array], tuple[MatrixState, Array]]:
+    """The one-step form of a matrix recurrence: its equations applied to one input `x_t [*batch, I]`."""
+
+    def step(params: Params, carry: MatrixState, x: Array) -> tuple[MatrixState, Array]:
+        inp = matrix.inputs(params, x)
+        S = carry.S
+        dt = S.dtype
+        q, k, v, log_decay = (a.astype(dt) for a in (inp.q, inp.k, inp.v, inp.log_decay))
+        if inp.beta is not None:  # delta rule: erase what k_t points at before decaying and writing
+            S = (
+                S
+                - inp.beta.astype(dt)[..., None, None]
+                * k[..., :, None]
+                * jnp.einsum("...k,...kv->...v", k, S)[..., None, :]
+            )
+            write = inp.beta.astype(dt)
+        else:
+            write = jnp.ones(k.shape[:-1], dt)
+        m = None
+        if matrix.stabilised:
+            log_w = inp.log_write.astype(dt)
+            m = jnp.maximum(log_decay[..., 0] + carry.m, log_w)  # the largest log-weight in the state
+            decay = jnp.exp(log_decay[..., 0] + carry.m - m)[..., None, None]
+            write = jnp.exp(log_w - m)
+        else:
+            decay = jnp.exp(log_decay)[..., None]  # [..., H, dk or 1, 1]
+        S = decay * S + write[..., None, None] * k[..., :, None] * v[..., None, :]
+        o = jnp.einsum("...kv,...k->...v", S, q)
+        return MatrixState(S, m), matrix.readout(params, o, m, x)
+
+    return step
+
+
 # --- helpers shared by the cell files ------------------------------------------------
 
 
 def check_hidden_size(factory: str, hidden_size: Any) -> int:
     """Return `hidden_size` as an int, or raise naming the factory and the value."""
     if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) or hidden_size < 1:
-        raise ValueError(
-            f"rnnjax.cells.{factory}: `hidden_size` must be a positive int, got {hidden_size!r}"
-        )
+        raise ValueError(f"rnnjax.cells.{factory}: `hidden_size` must be a positive int, got {hidden_size!r}")
     return int(hidden_size)
 
 
@@ -129,6 +235,7 @@ def check_dtype(factory: str, dtype: Any) -> np.dtype:
 
 
 def check_input_size(input_size: Any) -> int:
+    """Return `input_size` as an int, or raise naming `Cell.init` and the value."""
     if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 1:
         raise ValueError(f"Cell.init: `input_size` must be a positive int, got {input_size!r}")
     return int(input_size)
@@ -137,6 +244,110 @@ def check_input_size(input_size: Any) -> int:
 def zeros_carry(params_dtype: np.dtype, batch_shape: tuple[int, ...], size: int) -> Array:
     """A zero state of shape `[*batch_shape, size]`."""
     return jnp.zeros((*tuple(batch_shape), size), params_dtype)
+
+
+def vector_cell(
+    name: str,
+    hidden_size: int,
+    *,
+    init: Callable[[PRNGKey, int], Params],
+    config: Mapping[str, Any],
+    step: Callable[[Params, Array, Array], tuple[Array, Array]] | None = None,
+    linear: LinearRecurrence | None = None,
+    input_weight: str = "w_x",
+    output_size: int | None = None,
+    sequence: Callable[..., tuple[Carry, Array]] | None = None,
+) -> Cell:
+    """The `Cell` of a cell whose carry is one real vector `h [*batch, hidden_size]`.
+
+    What every such cell file would otherwise write out again: the zero carry
+    in the dtype of `params[input_weight]` (so a cell follows its params'
+    dtype, whatever it was built with), `input_spec` read off that `[I, ...]`
+    weight, `hidden_size` in the config, and, for a cell given as a
+    `LinearRecurrence`, the step derived from it (`linear_step`).
+
+    Args:
+      name: the registry name of the cell family.
+      hidden_size: H.
+      init: `(key, input_size) -> params`.
+      config: the factory's other keyword arguments (`hidden_size` is added).
+      step: `(params, h, x_t) -> (h, y_t)`; omit it when `linear` is given.
+      linear: the cell's `LinearRecurrence` form, if its update is linear in h.
+      input_weight: the params key of the `[I, ...]` input weight.
+      output_size: size of `y_t` (default H).
+      sequence: an optional sequence kernel (see `Cell.sequence`).
+    """
+    if (step is None) == (linear is None):
+        raise ValueError(f"vector_cell({name!r}): give exactly one of `step` and `linear`")
+
+    def initial_carry(params: Params, batch_shape: tuple[int, ...] = ()) -> Array:
+        return zeros_carry(params[input_weight].dtype, batch_shape, hidden_size)
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        step=linear_step(linear) if step is None else step,
+        input_spec=spec_from_weight(input_weight),
+        name=name,
+        hidden_size=hidden_size,
+        output_size=hidden_size if output_size is None else output_size,
+        config={"hidden_size": hidden_size, **config},
+        linear=linear,
+        sequence=sequence,
+    )
+
+
+def check_heads(factory: str, hidden_size: int, num_heads: Any) -> int:
+    """The head size `hidden_size // num_heads`, or raise naming the factory and both values."""
+    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
+        raise ValueError(f"rnnjax.cells.{factory}: `num_heads` must be a positive int, got {num_heads!r}")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"rnnjax.cells.{factory}: `hidden_size` must be divisible by `num_heads`, "
+            f"got hidden_size={hidden_size} and num_heads={num_heads}"
+        )
+    return hidden_size // int(num_heads)
+
+
+def state_dtype(params_dtype: Any) -> np.dtype:
+    """The dtype a matrix memory is kept in: the params' dtype, and at least float32.
+
+    A sum over thousands of outer products loses its small terms in bfloat16
+    (8 bits of mantissa), so bfloat16 params keep a float32 state.
+    """
+    return jnp.promote_types(params_dtype, jnp.float32)
+
+
+def matrix_cell(
+    name: str,
+    hidden_size: int,
+    *,
+    init: Callable[[PRNGKey, int], Params],
+    matrix: MatrixRecurrence,
+    config: Mapping[str, Any],
+    input_weight: str = "w_q",
+    output_size: int | None = None,
+) -> Cell:
+    """The `Cell` of a matrix-memory cell: a zero `MatrixState` in `state_dtype` of the params,
+    `input_spec` read off `params[input_weight]`, the step from `matrix_step`."""
+
+    def initial_carry(params: Params, batch_shape: tuple[int, ...] = ()) -> MatrixState:
+        dt = state_dtype(params[input_weight].dtype)
+        lead = (*tuple(batch_shape), matrix.num_heads)
+        S = jnp.zeros((*lead, matrix.key_size, matrix.value_size), dt)
+        return MatrixState(S, jnp.zeros(lead, dt) if matrix.stabilised else None)
+
+    return Cell(
+        init=init,
+        initial_carry=initial_carry,
+        step=matrix_step(matrix),
+        input_spec=spec_from_weight(input_weight),
+        name=name,
+        hidden_size=hidden_size,
+        output_size=hidden_size if output_size is None else output_size,
+        config={"hidden_size": hidden_size, **config},
+        matrix=matrix,
+    )
 
 
 def spec_from_weight(name: str) -> Callable[[Params], tuple[int, np.dtype]]:
@@ -163,6 +374,4 @@ def recurrent_kernel(key: PRNGKey, hidden_size: int, blocks: int, dtype: np.dtyp
     """
     keys = jax.random.split(key, blocks)
     ortho = jax.nn.initializers.orthogonal()
-    return jnp.concatenate(
-        [ortho(k, (hidden_size, hidden_size), jnp.float32) for k in keys], axis=1
-    ).astype(dtype)
+    return jnp.concatenate([ortho(k, (hidden_size, hidden_size), jnp.float32) for k in keys], axis=1).astype(dtype)

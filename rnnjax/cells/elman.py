@@ -14,18 +14,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from rnnjax import reference
-from rnnjax.cells.cell import (
-    Cell,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    recurrent_kernel,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 ACTIVATIONS = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu}
@@ -40,8 +32,8 @@ def elman(
     *,
     activation: str = "tanh",
     recurrent_init: str = "orthogonal",
-    dtype=jnp.float32,
-) -> Cell:
+    dtype: DTypeLike = jnp.float32,
+) -> base.Cell:
     """Elman RNN cell: `h_t = f(x_t W_x + h_{t-1} W_h + b)`, output `h_t`.
 
     Args:
@@ -53,8 +45,8 @@ def elman(
 
     Registered as "elman" (tanh), "elman_sigmoid" and "irnn".
     """
-    hidden_size = check_hidden_size("elman", hidden_size)
-    dtype = check_dtype("elman", dtype)
+    H = base.check_hidden_size("elman", hidden_size)
+    dtype = base.check_dtype("elman", dtype)
     if activation not in ACTIVATIONS:
         raise ValueError(f"rnnjax.cells.elman: `activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if recurrent_init not in RECURRENT_INITS:
@@ -64,28 +56,14 @@ def elman(
     f = ACTIVATIONS[activation]
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         k_x, k_h = jax.random.split(key)
-        if recurrent_init == "identity":
-            w_h = jnp.eye(hidden_size, dtype=dtype)
-        else:
-            w_h = recurrent_kernel(k_h, hidden_size, 1, dtype)
-        return {"w_x": input_kernel(k_x, input_size, hidden_size, dtype), "w_h": w_h, "b": jnp.zeros(hidden_size, dtype)}
-
-    def initial_carry(params, batch_shape=()):
-        return zeros_carry(params["w_h"].dtype, batch_shape, hidden_size)
+        w_h = jnp.eye(H, dtype=dtype) if recurrent_init == "identity" else base.recurrent_kernel(k_h, H, 1, dtype)
+        return {"w_x": base.input_kernel(k_x, input_size, H, dtype), "w_h": w_h, "b": jnp.zeros(H, dtype)}
 
     def step(params, h, x):
         h = f(x @ params["w_x"] + h @ params["w_h"] + params["b"])
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        step=step,
-        input_spec=spec_from_weight("w_x"),
-        name="elman",
-        hidden_size=hidden_size,
-        output_size=hidden_size,
-        config={"hidden_size": hidden_size, "activation": activation, "recurrent_init": recurrent_init, "dtype": dtype},
-    )
+    config = {"activation": activation, "recurrent_init": recurrent_init, "dtype": dtype}
+    return base.vector_cell("elman", H, init=init, step=step, config=config)

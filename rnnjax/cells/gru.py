@@ -18,46 +18,34 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from rnnjax import reference
-from rnnjax.cells.cell import (
-    Cell,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    recurrent_kernel,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 from rnnjax.kernels import gru as gru_kernel
 
 
 @register("gru", reference=reference.gru)
-def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
+def gru(hidden_size: int, *, dtype: DTypeLike = jnp.float32) -> base.Cell:
     """GRU cell (see the module docstring for the equations).
 
     Args:
       hidden_size: H, the size of the state and the output.
       dtype: parameter and state dtype.
     """
-    hidden_size = check_hidden_size("gru", hidden_size)
-    dtype = check_dtype("gru", dtype)
-    H = hidden_size
+    H = base.check_hidden_size("gru", hidden_size)
+    dtype = base.check_dtype("gru", dtype)
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         k_x, k_h = jax.random.split(key)
         return {
-            "w_x": input_kernel(k_x, input_size, 3 * H, dtype),
-            "w_h": recurrent_kernel(k_h, H, 3, dtype),
+            "w_x": base.input_kernel(k_x, input_size, 3 * H, dtype),
+            "w_h": base.recurrent_kernel(k_h, H, 3, dtype),
             "b": jnp.zeros(3 * H, dtype),
             "b_hn": jnp.zeros(H, dtype),
         }
-
-    def initial_carry(params, batch_shape=()):
-        return zeros_carry(params["w_h"].dtype, batch_shape, H)
 
     def step(params, h, x):
         u_r, u_z, u_n = jnp.split(x @ params["w_x"] + params["b"], 3, axis=-1)
@@ -72,14 +60,5 @@ def gru(hidden_size: int, *, dtype=jnp.float32) -> Cell:
         hs, h = gru_kernel.gru_sequence(params, xs, h, mask, reverse)
         return h, hs
 
-    return Cell(
-        init=init,
-        initial_carry=initial_carry,
-        step=step,
-        input_spec=spec_from_weight("w_x"),
-        name="gru",
-        hidden_size=H,
-        output_size=H,
-        config={"hidden_size": H, "dtype": dtype},
-        sequence=sequence,  # rnnjax/kernels/gru.py
-    )
+    # sequence: the CPU kernel in rnnjax/kernels/gru.py
+    return base.vector_cell("gru", H, init=init, step=step, config={"dtype": dtype}, sequence=sequence)

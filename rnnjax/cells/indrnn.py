@@ -15,35 +15,28 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
-from rnnjax.cells.cell import (
-    Cell,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 
 @register("indrnn")
-def indrnn(hidden_size: int, *, activation: str = "relu", dtype=jnp.float32) -> Cell:
+def indrnn(hidden_size: int, *, activation: str = "relu", dtype: DTypeLike = jnp.float32) -> base.Cell:
     """IndRNN cell (equations in the module docstring)."""
-    H = check_hidden_size("indrnn", hidden_size)
-    dtype = check_dtype("indrnn", dtype)
+    H = base.check_hidden_size("indrnn", hidden_size)
+    dtype = base.check_dtype("indrnn", dtype)
     if activation not in ACTIVATIONS:
         raise ValueError(f"rnnjax.cells.indrnn: `activation` must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     f = ACTIVATIONS[activation]
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         k_x, k_u = jax.random.split(key)
         return {
-            "w_x": input_kernel(k_x, input_size, H, dtype),
+            "w_x": base.input_kernel(k_x, input_size, H, dtype),
             "u": jax.random.uniform(k_u, (H,)).astype(dtype),
             "b": jnp.zeros(H, dtype),
         }
@@ -52,13 +45,4 @@ def indrnn(hidden_size: int, *, activation: str = "relu", dtype=jnp.float32) -> 
         h = f(x @ params["w_x"] + params["u"] * h + params["b"])
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=lambda params, batch_shape=(): zeros_carry(params["w_x"].dtype, batch_shape, H),
-        step=step,
-        input_spec=spec_from_weight("w_x"),
-        name="indrnn",
-        hidden_size=H,
-        output_size=H,
-        config={"hidden_size": H, "activation": activation, "dtype": dtype},
-    )
+    return base.vector_cell("indrnn", H, init=init, step=step, config={"activation": activation, "dtype": dtype})

@@ -18,7 +18,10 @@ dense `[I, O]` skip connection (the paper's is diagonal, which needs O = I).
 Params (all real, in `dtype`): `nu_log [N]`, `theta_log [N]`, `gamma_log [N]`,
 `b_re, b_im [I, N]`, `c_re, c_im [N, O]`, `d [I, O]`.
 Carry: complex `h [*batch, N]` (complex64, or complex128 for float64 params;
-bfloat16 params compute in complex64).
+bfloat16 params compute in complex64). Like every cell, it follows the dtype
+of the params it is given, not the `dtype` it was built with: the complex
+arithmetic runs in the params' precision (at least float32) and the outputs
+come back in the params' dtype.
 """
 
 from __future__ import annotations
@@ -27,16 +30,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
-from rnnjax.cells.cell import (
-    Cell,
-    LinearRecurrence,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    linear_step,
-    spec_from_weight,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
@@ -48,27 +44,31 @@ def lru(
     r_min: float = 0.4,
     r_max: float = 0.99,
     max_phase: float = 2 * math.pi,
-    dtype=jnp.float32,
-) -> Cell:
+    dtype: DTypeLike = jnp.float32,
+) -> base.Cell:
     """LRU cell with N = `hidden_size` complex states and `output_size` outputs (default N).
 
     Args:
       hidden_size: N, the number of complex state dimensions.
       output_size: O, the size of `y_t` (default N).
-      r_min, r_max: the ring that |lambda| is drawn from; r_max near 1 gives long memory.
+      r_min: inner radius of the ring that |lambda| is drawn from.
+      r_max: outer radius of that ring; near 1 gives long memory.
       max_phase: phases are drawn from [0, max_phase].
       dtype: parameter dtype.
     """
-    N = check_hidden_size("lru", hidden_size)
-    O = N if output_size is None else check_hidden_size("lru", output_size)
-    dtype = check_dtype("lru", dtype)
+    N = base.check_hidden_size("lru", hidden_size)
+    O = N if output_size is None else base.check_hidden_size("lru", output_size)
+    dtype = base.check_dtype("lru", dtype)
     if not 0.0 <= r_min < r_max <= 1.0:
         raise ValueError(f"rnnjax.cells.lru: need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
-    real = jnp.promote_types(dtype, jnp.float32)  # complex arithmetic needs at least float32
-    complex_dtype = jnp.complex128 if real == jnp.float64 else jnp.complex64
+
+    def compute_dtypes(params):
+        """(real, complex) compute dtypes for these params: at least float32, as complex needs."""
+        real = jnp.promote_types(params["b_re"].dtype, jnp.float32)
+        return real, (jnp.complex128 if real == jnp.float64 else jnp.complex64)
 
     def init(key, input_size):
-        I = check_input_size(input_size)
+        I = base.check_input_size(input_size)
         k_r, k_p, k_b1, k_b2, k_c1, k_c2, k_d = jax.random.split(key, 7)
         u1 = jax.random.uniform(k_r, (N,))
         u2 = jax.random.uniform(k_p, (N,))
@@ -90,6 +90,7 @@ def lru(
         return {k: v.astype(dtype) for k, v in params.items()}
 
     def coefficients(params, x):
+        real, _ = compute_dtypes(params)
         p = {k: v.astype(real) for k, v in params.items()}
         x = x.astype(real)
         lam = jnp.exp(jax.lax.complex(-jnp.exp(p["nu_log"]), jnp.exp(p["theta_log"])))
@@ -98,20 +99,30 @@ def lru(
         return jnp.broadcast_to(lam, bx.shape), bx
 
     def readout(params, hs, xs):
+        real, _ = compute_dtypes(params)
         p = {k: params[k].astype(real) for k in ("c_re", "c_im", "d")}
         y = jnp.real(hs) @ p["c_re"] - jnp.imag(hs) @ p["c_im"] + xs.astype(real) @ p["d"]
-        return y.astype(dtype)
+        return y.astype(params["d"].dtype)
 
-    linear = LinearRecurrence(coefficients=coefficients, readout=readout)
-    return Cell(
+    def initial_carry(params, batch_shape=()):
+        return jnp.zeros((*tuple(batch_shape), N), compute_dtypes(params)[1])
+
+    linear = base.LinearRecurrence(coefficients=coefficients, readout=readout)
+    return base.Cell(
         init=init,
-        initial_carry=lambda params, batch_shape=(): jnp.zeros((*tuple(batch_shape), N), complex_dtype),
-        step=linear_step(linear),
-        input_spec=spec_from_weight("b_re"),
+        initial_carry=initial_carry,
+        step=base.linear_step(linear),
+        input_spec=base.spec_from_weight("b_re"),
         name="lru",
         hidden_size=N,
         output_size=O,
-        config={"hidden_size": N, "output_size": O, "r_min": r_min, "r_max": r_max, "max_phase": max_phase,
-                "dtype": dtype},
+        config={
+            "hidden_size": N,
+            "output_size": O,
+            "r_min": r_min,
+            "r_max": r_max,
+            "max_phase": max_phase,
+            "dtype": dtype,
+        },
         linear=linear,
     )

@@ -35,20 +35,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from rnnjax import reference
-from rnnjax.kernels import lstm as lstm_kernel
-from rnnjax.cells.cell import (
-    Cell,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    recurrent_kernel,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
+from rnnjax.kernels import lstm as lstm_kernel
 
 
 class LSTMState(NamedTuple):
@@ -74,8 +66,8 @@ def lstm(
     forget_bias: float = 1.0,
     peephole: bool = False,
     layer_norm: bool = False,
-    dtype=jnp.float32,
-) -> Cell:
+    dtype: DTypeLike = jnp.float32,
+) -> base.Cell:
     """LSTM cell (see the module docstring for the equations and the variants).
 
     Args:
@@ -87,15 +79,18 @@ def lstm(
 
     Registered as "lstm", "lstm_peephole" and "lstm_layernorm".
     """
-    hidden_size = check_hidden_size("lstm", hidden_size)
-    dtype = check_dtype("lstm", dtype)
-    H = hidden_size
+    H = base.check_hidden_size("lstm", hidden_size)
+    dtype = base.check_dtype("lstm", dtype)
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         k_x, k_h = jax.random.split(key)
         b = jnp.zeros(4 * H, dtype).at[H : 2 * H].set(forget_bias)
-        params = {"w_x": input_kernel(k_x, input_size, 4 * H, dtype), "w_h": recurrent_kernel(k_h, H, 4, dtype), "b": b}
+        params = {
+            "w_x": base.input_kernel(k_x, input_size, 4 * H, dtype),
+            "w_h": base.recurrent_kernel(k_h, H, 4, dtype),
+            "b": b,
+        }
         if peephole:
             params["peephole"] = jnp.zeros(3 * H, dtype)
         if layer_norm:
@@ -108,7 +103,7 @@ def lstm(
         return params
 
     def initial_carry(params, batch_shape=()):
-        zeros = zeros_carry(params["w_h"].dtype, batch_shape, H)
+        zeros = base.zeros_carry(params["w_h"].dtype, batch_shape, H)
         return LSTMState(h=zeros, c=zeros)
 
     def step(params, carry, x):
@@ -136,16 +131,21 @@ def lstm(
         hs, h, c = lstm_kernel.lstm_sequence(params, xs, carry.h, carry.c, mask, reverse)
         return LSTMState(h=h, c=c), hs
 
-    return Cell(
+    return base.Cell(
         init=init,
         initial_carry=initial_carry,
         step=step,
-        input_spec=spec_from_weight("w_x"),
+        input_spec=base.spec_from_weight("w_x"),
         name="lstm",
         hidden_size=H,
         output_size=H,
-        config={"hidden_size": H, "forget_bias": forget_bias, "peephole": peephole, "layer_norm": layer_norm,
-                "dtype": dtype},
+        config={
+            "hidden_size": H,
+            "forget_bias": forget_bias,
+            "peephole": peephole,
+            "layer_norm": layer_norm,
+            "dtype": dtype,
+        },
         # the plain LSTM has a sequence kernel (rnnjax/kernels/lstm.py); the variants use the scan
         sequence=None if peephole or layer_norm else sequence,
     )

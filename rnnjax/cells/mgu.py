@@ -12,32 +12,24 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
-from rnnjax.cells.cell import (
-    Cell,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    recurrent_kernel,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
 @register("mgu")
-def mgu(hidden_size: int, *, dtype=jnp.float32) -> Cell:
+def mgu(hidden_size: int, *, dtype: DTypeLike = jnp.float32) -> base.Cell:
     """Minimal gated unit (equations in the module docstring)."""
-    H = check_hidden_size("mgu", hidden_size)
-    dtype = check_dtype("mgu", dtype)
+    H = base.check_hidden_size("mgu", hidden_size)
+    dtype = base.check_dtype("mgu", dtype)
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         k_x, k_h = jax.random.split(key)
         return {
-            "w_x": input_kernel(k_x, input_size, 2 * H, dtype),
-            "w_h": recurrent_kernel(k_h, H, 2, dtype),
+            "w_x": base.input_kernel(k_x, input_size, 2 * H, dtype),
+            "w_h": base.recurrent_kernel(k_h, H, 2, dtype),
             "b": jnp.zeros(2 * H, dtype),
         }
 
@@ -49,13 +41,4 @@ def mgu(hidden_size: int, *, dtype=jnp.float32) -> Cell:
         h = (1.0 - f) * h + f * h_tilde
         return h, h
 
-    return Cell(
-        init=init,
-        initial_carry=lambda params, batch_shape=(): zeros_carry(params["w_x"].dtype, batch_shape, H),
-        step=step,
-        input_spec=spec_from_weight("w_x"),
-        name="mgu",
-        hidden_size=H,
-        output_size=H,
-        config={"hidden_size": H, "dtype": dtype},
-    )
+    return base.vector_cell("mgu", H, init=init, step=step, config={"dtype": dtype})

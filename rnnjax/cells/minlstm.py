@@ -18,31 +18,22 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
-from rnnjax.cells.cell import (
-    Cell,
-    LinearRecurrence,
-    check_dtype,
-    check_hidden_size,
-    check_input_size,
-    input_kernel,
-    linear_step,
-    spec_from_weight,
-    zeros_carry,
-)
+from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
 @register("minlstm")
-def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) -> Cell:
+def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype: DTypeLike = jnp.float32) -> base.Cell:
     """minLSTM cell (equations in the module docstring); has a `LinearRecurrence` form."""
-    H = check_hidden_size("minlstm", hidden_size)
-    dtype = check_dtype("minlstm", dtype)
+    H = base.check_hidden_size("minlstm", hidden_size)
+    dtype = base.check_dtype("minlstm", dtype)
 
     def init(key, input_size):
-        input_size = check_input_size(input_size)
+        input_size = base.check_input_size(input_size)
         b = jnp.zeros(3 * H, dtype).at[:H].set(forget_bias)
-        return {"w_x": input_kernel(key, input_size, 3 * H, dtype), "b": b}
+        return {"w_x": base.input_kernel(key, input_size, 3 * H, dtype), "b": b}
 
     def coefficients(params, x):
         a_f, a_i, h_tilde = jnp.split(x @ params["w_x"] + params["b"], 3, axis=-1)
@@ -50,15 +41,5 @@ def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=jnp.float32) ->
         total = f + i
         return f / total, (i / total) * h_tilde
 
-    linear = LinearRecurrence(coefficients=coefficients, readout=lambda params, hs, xs: hs)
-    return Cell(
-        init=init,
-        initial_carry=lambda params, batch_shape=(): zeros_carry(params["w_x"].dtype, batch_shape, H),
-        step=linear_step(linear),
-        input_spec=spec_from_weight("w_x"),
-        name="minlstm",
-        hidden_size=H,
-        output_size=H,
-        config={"hidden_size": H, "forget_bias": forget_bias, "dtype": dtype},
-        linear=linear,
-    )
+    linear = base.LinearRecurrence(coefficients=coefficients, readout=lambda params, hs, xs: hs)
+    return base.vector_cell("minlstm", H, init=init, linear=linear, config={"forget_bias": forget_bias, "dtype": dtype})

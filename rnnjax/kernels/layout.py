@@ -35,7 +35,7 @@ def to_blocks(w: jax.Array, hidden_size: int, blocks: int, gates: int) -> list[j
     each every gate's columns for one block of hidden units, in the same gate order."""
     per = hidden_size // blocks
     wg = w.reshape(w.shape[0], gates, hidden_size)
-    return [wg[:, :, k * per:(k + 1) * per].reshape(w.shape[0], gates * per) for k in range(blocks)]
+    return [wg[:, :, k * per : (k + 1) * per].reshape(w.shape[0], gates * per) for k in range(blocks)]
 
 
 def previous(first: jax.Array, stacked: jax.Array, reverse: bool) -> jax.Array:

@@ -4,7 +4,7 @@
 `Cell.sequence`). It computes the same function (tests/test_kernels.py
 checks values and gradients against the plain scan and the NumPy reference);
 what differs is how the work is laid out for XLA:CPU, from measurements on a
-2-core x86 machine (README "Benchmarks" and
+2-core x86 machine (docs/benchmarks.md and
 benchmarks/results/cpu-lstm-kernel3-2026-11-26.md have the numbers):
 
 - **Hidden units in blocks** (two from `layout.BLOCKED_FROM` = 256 hidden
@@ -67,8 +67,14 @@ def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
             hs.append(o * tanh_c)
             cs_new.append(c)
             if residuals:  # d c_t / d a, d h_t / d c_t and d c_t / d c_{t-1}, see the module docstring
-                q = [g * i * (1 - i), cs[k] * f * (1 - f), 2 * i * sg * (1 - sg), tanh_c * o * (1 - o),
-                     o * (1 - tanh_c**2), f]
+                q = [
+                    g * i * (1 - i),
+                    cs[k] * f * (1 - f),
+                    2 * i * sg * (1 - sg),
+                    tanh_c * o * (1 - o),
+                    o * (1 - tanh_c**2),
+                    f,
+                ]
                 if valid is not None:  # a masked step passes dh and dc straight through
                     v = valid[:, None]
                     q = [jnp.where(v, z, 0) for z in q[:5]] + [jnp.where(v, f, 1)]
@@ -78,7 +84,7 @@ def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
         if valid is not None:
             v = valid[:, None]
             h_new = jnp.where(v, h_new, h)
-            cs_new = [jnp.where(v, c, c_old) for c, c_old in zip(cs_new, cs)]
+            cs_new = [jnp.where(v, c, c_old) for c, c_old in zip(cs_new, cs, strict=True)]
         return (h_new, cs_new), (h_new, res)
 
     return jax.lax.scan(step, (h0, c0), (xs, mask), reverse=reverse, unroll=STEPS_PER_ITERATION)

@@ -14,10 +14,14 @@ Single-sequence signature (unbatched)::
 """
 
 from rnnjax.reference.batch import bptt
+from rnnjax.reference.deltanet import deltanet
 from rnnjax.reference.elman import elman
+from rnnjax.reference.gla import gla
 from rnnjax.reference.gru import gru
 from rnnjax.reference.lstm import lstm
 from rnnjax.reference.mingru import mingru
+from rnnjax.reference.mlstm import mlstm
 from rnnjax.reference.result import BPTTResult
+from rnnjax.reference.ssd import ssd
 
-__all__ = ["BPTTResult", "bptt", "elman", "gru", "lstm", "mingru"]
+__all__ = ["BPTTResult", "bptt", "deltanet", "elman", "gla", "gru", "lstm", "mingru", "mlstm", "ssd"]

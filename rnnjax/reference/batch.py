@@ -17,8 +17,8 @@ from rnnjax.reference.result import BPTTResult, f64
 
 def _map(fn: Callable[..., np.ndarray], *carries: Any) -> Any:
     """Apply `fn` leaf-wise to carries that are arrays or tuples of arrays."""
-    if isinstance(carries[0], tuple):
-        return tuple(fn(*leaves) for leaves in zip(*carries))
+    if isinstance(carries[0], tuple):  # None entries (e.g. an unstabilised matrix state's m) stay None
+        return tuple(None if leaves[0] is None else fn(*leaves) for leaves in zip(*carries, strict=True))
     return fn(*carries)
 
 
@@ -68,9 +68,9 @@ def bptt(
         out = reference(
             params,
             xs_b[order, k],
-            _map(lambda c: c[k], carry_b),
+            _map(lambda c, k=k: c[k], carry_b),
             dys_b[order, k],
-            _map(lambda c: c[k], d_carry_b),
+            _map(lambda c, k=k: c[k], d_carry_b),
             **config,
         )
         ys[order, k] = out.ys

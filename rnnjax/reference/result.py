@@ -34,3 +34,13 @@ def f64(a: Any) -> np.ndarray:
 def sigmoid(a: np.ndarray) -> np.ndarray:
     # the tanh form never overflows, unlike 1 / (1 + exp(-a)) for large negative a
     return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def softplus(a: np.ndarray) -> np.ndarray:
+    """log(1 + exp(a)), without overflow."""
+    return np.logaddexp(0.0, a)
+
+
+def log_sigmoid(a: np.ndarray) -> np.ndarray:
+    """log(sigmoid(a)) = -softplus(-a), without overflow."""
+    return -np.logaddexp(0.0, -a)

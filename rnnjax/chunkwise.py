@@ -1,0 +1,246 @@
+"""The chunkwise-parallel unroll of matrix-memory cells (`rnnjax.unroll(..., method="chunkwise")`).
+
+For a cell with a `MatrixRecurrence` form (per head, key-major `S [dk, dv]`)::
+
+    S_t = exp(log_decay_t) * (S_{t-1} - beta_t k_t (k_t^T S_{t-1})) + w_t k_t v_t^T,    o_t = S_t^T q_t
+
+the sequence is cut into chunks of C steps. Inside a chunk everything is a
+masked matrix product, quadratic in C and run for all chunks at once; across
+chunks a `lax.scan` over T / C steps carries the state, so the backward pass
+stores one state per chunk instead of one per step.
+
+Write `G_t` for the cumulative log decay inside a chunk (so the decay from
+step s to step t is `exp(G_t - G_s) <= 1`, computed from a difference of
+sums, never from a quotient of products) and `S_0` for the state entering it:
+
+- **Decay and write only** (GLA, Mamba-2's SSD, mLSTM):
+  `o_t = (q_t * exp(G_t))^T S_0 + sum_{s <= t} (q_t . (k_s * exp(G_t - G_s))) w_s v_s`.
+  A per-key-dimension decay (GLA) makes the intra-chunk scores a contraction
+  over a `[C, C, dk]` tensor of decays; a scalar decay a `[C, C]` matrix.
+- **Delta rule** (DeltaNet, Gated DeltaNet), by the UT transform of Yang et
+  al. (2024, "Parallelizing linear transformers with the delta rule over
+  sequence length"): writing `S_t = exp(G_t) S_0 + sum_{s<=t} exp(G_t - G_s) k_s u_s^T`,
+  the pseudo-values `u_t = beta_t (v_t - exp(log_decay_t) S_{t-1}^T k_t)` solve the unit
+  lower-triangular system `(I + diag(beta) M) U = diag(beta) (V - diag(exp(G)) K S_0)`,
+  `M_ts = exp(G_t - G_s) k_t . k_s` for s < t. One triangular solve per chunk
+  gives `U = U~ - W S_0`, so the chunk's end state is the affine map
+  `S_C = P S_0 + Q` that the scan over chunks applies.
+- **Exponential input gate** (mLSTM): the log-weight of the write at s seen
+  from t is `G_t - G_s + log_write_s`; each step's stabiliser `m_t` is the
+  largest of these and of the entering state's (`G_t + m_0`), exactly the
+  `m_t` that the step-by-step recurrence carries, so every exponential is
+  at most 1 and the chunkwise carry equals the sequential one.
+
+`resets` start a new segment inside a chunk: decays across a reset are cut
+(the pairwise masks), and the steps after it see `initial_carry` (S*) instead
+of `S_0`, decayed from the reset on. Padded steps (`lengths`) are the
+identity (no decay, no write). `reverse` runs the reversed sequence forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax.cells.cell import Cell, MatrixState, Params
+
+NEG = -1e30  # log of zero: large but finite, so that differences of two such values are 0, not NaN
+
+
+def _segment_decays(log_decay, resets):
+    """Cumulative log decays inside each chunk, cut at resets.
+
+    Args:
+      log_decay: `[N, C, B, H, D]` (D = 1 for a scalar decay per head).
+      resets: `[N, C, B]` booleans, or None.
+
+    Returns:
+      pair: `[N, B, H, C(t), C(s), D]`, `G_t - G_s` for s <= t in the same
+        segment and NEG elsewhere (so `exp(pair)` is the causal decay mask).
+      base: `[N, B, H, C, D]`, the log decay of the state that entered t's
+        segment, from where it entered up to t.
+      after_reset: `[N, B, 1, C, 1]`, whether t's segment started at a reset
+        inside the chunk (so it sees `initial_carry`, not the state entering the chunk).
+    """
+    N, C, B = log_decay.shape[:3]
+    G = jnp.cumsum(log_decay, axis=1)
+    t = jnp.arange(C)
+    same = t[:, None] >= t[None, :]  # causal, [C(t), C(s)]
+    base, after_reset = G, jnp.zeros((N, C, B), bool)
+    if resets is not None:
+        seg = jnp.moveaxis(jnp.cumsum(resets, axis=1), 1, -1)  # [N, B, C]: segment index inside the chunk
+        same = (seg[..., :, None] == seg[..., None, :]) & same  # [N, B, C, C]
+        last = jax.lax.cummax(jnp.where(resets, t[None, :, None], -1), axis=1)  # the latest reset at or before t
+        after_reset = last >= 0
+        idx = jnp.broadcast_to(jnp.maximum(last, 0)[..., None, None], G.shape)
+        before_reset = jnp.take_along_axis(G - log_decay, idx, axis=1)  # G just before that reset
+        base = jnp.where(after_reset[..., None, None], G - before_reset, G)
+        same = same[:, :, None, :, :, None]
+    else:
+        same = same[:, :, None]
+    Gt = jnp.moveaxis(G, 1, 3)  # [N, B, H, C, D]
+    pair = jnp.where(same, Gt[..., :, None, :] - Gt[..., None, :, :], NEG)
+    return pair, jnp.moveaxis(base, 1, 3), jnp.moveaxis(after_reset, 1, 2)[:, :, None, :, None]
+
+
+def _heads_first(*arrays):
+    """`[N, C, B, H, ...]` -> `[N, B, H, C, ...]`, where the chunk's steps are the matrix rows."""
+    return [None if a is None else jnp.moveaxis(a, 1, 3) for a in arrays]
+
+
+def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
+    """Cells without the delta rule; stabilised when `log_w` is given. Returns `(o, m_t), (S, m)`."""
+    pair, base, after = _segment_decays(log_decay, resets)
+    Q, K, V, LW = _heads_first(q, k, v, log_w)
+    stabilised = LW is not None
+    first = jnp.where(after, 0.0, 1.0)  # [N, B, 1, C, 1]: t sees the state entering the chunk
+    star = 1.0 - first  # ... or the initial carry, after a reset
+
+    if stabilised:  # scalar decays (D = 1)
+        logits = pair[..., 0] + LW[..., None, :]  # [N, B, H, C(t), C(s)]: log-weight of write s seen from t
+        m_intra = jnp.max(logits, axis=-1)
+        end = logits[..., -1, :]  # seen from the chunk's last step
+        m_loc = jnp.max(end, axis=-1)  # [N, B, H]
+        dS = jnp.einsum("nbhs,nbhsk,nbhsv->nbhkv", jnp.exp(end - m_loc[..., None]), K, V)
+    else:
+        dS = jnp.einsum("nbhsk,nbhsv->nbhkv", K * jnp.exp(pair[..., -1, :, :]), V)
+        m_loc = jnp.zeros(dS.shape[:3], dS.dtype)
+    base_end, star_end = base[..., -1, :], star[..., -1, 0]  # [N, B, H, D], [N, B, 1]
+
+    def across_chunks(carry, chunk):
+        S, m = carry
+        dS_n, base_n, star_n, m_loc_n = chunk
+        S_in = jnp.where(star_n[..., None, None] > 0, S_star, S)
+        if not stabilised:
+            return (jnp.exp(base_n)[..., None] * S_in + dS_n, m), (S, m)
+        m_in = jnp.where(star_n > 0, m_star, m)
+        m_new = jnp.maximum(base_n[..., 0] + m_in, m_loc_n)
+        S_new = jnp.exp(base_n[..., 0] + m_in - m_new)[..., None, None] * S_in
+        S_new = S_new + jnp.exp(m_loc_n - m_new)[..., None, None] * dS_n
+        return (S_new, m_new), (S, m)
+
+    m0 = m_star if stabilised else jnp.zeros(S_star.shape[:2], S_star.dtype)
+    (S_final, m_final), (S_n, m_n) = jax.lax.scan(across_chunks, (S_star, m0), (dS, base_end, star_end, m_loc))
+
+    scores = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K)
+    if stabilised:
+        lam = base[..., 0]  # [N, B, H, C]
+        m_in = jnp.where(star[..., 0] > 0, m_star[None, :, :, None], m_n[..., None])
+        m_t = jnp.maximum(lam + m_in, m_intra)
+        enter = jnp.exp(lam + m_in - m_t)[..., None]  # weight of the entering state, [N, B, H, C, 1]
+        Qd = Q * enter
+        A = scores * jnp.exp(logits - m_t[..., None])
+    else:
+        m_t = None
+        Qd = Q * jnp.exp(base)
+        if pair.shape[-1] == 1:
+            A = scores * jnp.exp(pair[..., 0])
+        else:  # one decay per key dimension (GLA): a [C, C, dk] tensor of decays
+            A = jnp.einsum("nbhtk,nbhsk,nbhtsk->nbhts", Q, K, jnp.exp(pair))
+    o = (
+        first * jnp.einsum("nbhtk,nbhkv->nbhtv", Qd, S_n)
+        + star * jnp.einsum("nbhtk,bhkv->nbhtv", Qd, S_star)
+        + jnp.einsum("nbhts,nbhsv->nbhtv", A, V)
+    )
+    o = jnp.moveaxis(o, 3, 1)  # [N, C, B, H, dv]
+    m_t = None if m_t is None else jnp.moveaxis(m_t, 3, 1)
+    return (o, m_t), (S_final, m_final if stabilised else None)
+
+
+def _delta(q, k, v, log_decay, beta, resets, S_star):
+    """DeltaNet and Gated DeltaNet (scalar decays) by the UT transform. Returns `(o, None), (S, None)`."""
+    pair, base, after = _segment_decays(log_decay, resets)
+    Q, K, V, Beta = _heads_first(q, k, v, beta)
+    C, dk, dv = Q.shape[3], K.shape[-1], V.shape[-1]
+    decay = jnp.exp(pair[..., 0])  # [N, B, H, C(t), C(s)]: exp(G_t - G_s), causal and within segments
+    enter = jnp.exp(base[..., 0])  # [N, B, H, C]
+    e0 = jnp.where(after[..., 0] > 0, 0.0, enter)  # decay of the state entering the chunk, seen at t
+    es = jnp.where(after[..., 0] > 0, enter, 0.0)  # ... of the initial carry, after a reset
+    strict = jnp.tril(jnp.ones((C, C), bool), -1)
+    M = jnp.where(strict, decay * jnp.einsum("nbhtk,nbhsk->nbhts", K, K), 0.0)
+    L = jnp.eye(C, dtype=K.dtype) + Beta[..., :, None] * M  # unit lower triangular
+    rhs = Beta[..., None] * jnp.concatenate([V, e0[..., None] * K, es[..., None] * K], axis=-1)
+    X = jax.scipy.linalg.solve_triangular(L, rhs, lower=True, unit_diagonal=True)
+    U_, W0, Ws = X[..., :dv], X[..., dv : dv + dk], X[..., dv + dk :]  # U = U_ - W0 S_0 - Ws S*
+    U_star = U_ - jnp.einsum("nbhtk,bhkv->nbhtv", Ws, S_star)
+
+    K_end = K * decay[..., -1, :][..., None]  # keys decayed to the chunk's last step
+    eye = jnp.eye(dk, dtype=K.dtype)
+    P = e0[..., -1, None, None] * eye - jnp.einsum("nbhsk,nbhsj->nbhkj", K_end, W0)  # S_C = P S_0 + R
+    R = es[..., -1, None, None] * S_star + jnp.einsum("nbhsk,nbhsv->nbhkv", K_end, U_star)
+
+    def across_chunks(S, chunk):
+        P_n, R_n = chunk
+        return jnp.einsum("bhkj,bhjv->bhkv", P_n, S) + R_n, S
+
+    S_final, S_n = jax.lax.scan(across_chunks, S_star, (P, R))
+    U = U_star - jnp.einsum("nbhtk,nbhkv->nbhtv", W0, S_n)
+    A = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K) * decay
+    o = (
+        e0[..., None] * jnp.einsum("nbhtk,nbhkv->nbhtv", Q, S_n)
+        + es[..., None] * jnp.einsum("nbhtk,bhkv->nbhtv", Q, S_star)
+        + jnp.einsum("nbhts,nbhsv->nbhtv", A, U)
+    )
+    return (jnp.moveaxis(o, 3, 1), None), (S_final, None)
+
+
+def chunkwise_unroll(cell: Cell, params: Params, xs, carry0: MatrixState, mask, resets, reverse: bool, chunk: int):
+    """`(carry, ys)` of the matrix recurrence over `xs [T, *batch, I]`, chunk by chunk (see the module docstring).
+
+    `mask [T, *batch]` marks valid steps (None: all), `resets [T, *batch]`
+    (already shifted for `reverse` by `unroll`). Same contract as `unroll`'s
+    sequential path: equal outputs and carry; outputs at padded steps are
+    zeroed by `unroll`.
+    """
+    rec = cell.matrix
+    T, batch_shape = xs.shape[0], xs.shape[1:-1]
+    B = math.prod(batch_shape)
+    inp = rec.inputs(params, xs)
+    dt = carry0.S.dtype  # the state's precision (float32 under bfloat16 params)
+
+    def flat(a):
+        return None if a is None else a.astype(dt).reshape(T, B, *a.shape[1 + len(batch_shape) :])
+
+    q, k, v, log_decay, beta, log_w = map(flat, inp)
+    S_star = carry0.S.reshape(B, *carry0.S.shape[len(batch_shape) :])
+    m_star = None if carry0.m is None else carry0.m.reshape(B, -1)
+    r = None if resets is None else resets.reshape(T, B)
+    if mask is not None:  # padded steps are the identity: no decay, no erase, no write
+        valid = mask.reshape(T, B)
+        zero = lambda a: jnp.where(valid.reshape(T, B, *(1,) * (a.ndim - 2)), a, 0.0)  # noqa: E731
+        q, k, v, log_decay = map(zero, (q, k, v, log_decay))
+        beta = None if beta is None else zero(beta)
+        log_w = None if log_w is None else jnp.where(valid[..., None], log_w, NEG)
+        # a reset at a padded step still resets (as on the sequential path); identity dynamics keep S*
+
+    steps = [q, k, v, log_decay, beta, log_w, r]
+    if reverse:
+        steps = [None if a is None else a[::-1] for a in steps]
+    pad = (-T) % chunk
+    if pad:  # whole chunks, filled with identity steps (log_write NEG: no write)
+        fills = [0.0, 0.0, 0.0, 0.0, 0.0, NEG, False]
+        steps = [
+            None if a is None else jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), f, a.dtype)])
+            for a, f in zip(steps, fills, strict=True)
+        ]
+    N = (T + pad) // chunk
+    q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
+
+    if beta is not None:
+        (o, m_t), (S_final, m_final) = _delta(q, k, v, log_decay, beta, r, S_star)
+    else:
+        (o, m_t), (S_final, m_final) = _decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
+
+    def unchunk(a):
+        a = a.reshape(N * chunk, *a.shape[2:])[:T]
+        a = a[::-1] if reverse else a
+        return a.reshape(T, *batch_shape, *a.shape[2:])
+
+    ys = rec.readout(params, unchunk(o), None if m_t is None else unchunk(m_t), xs)
+    carry = MatrixState(
+        S_final.reshape(*batch_shape, *S_final.shape[1:]),
+        None if m_final is None else m_final.reshape(*batch_shape, *m_final.shape[1:]),
+    )
+    return carry, ys
