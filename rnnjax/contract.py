@@ -21,7 +21,8 @@ change nothing; jit = eager; a padded batch with `lengths` = each sequence run
 alone (outputs, final carry, gradients); NaN padding cannot leak; finite
 differences (`jax.test_util.check_grads`, float64, forward and reverse, order
 2); finite gradients over T = 1000; a jitted train step does not retrace;
-parallel scan = sequential scan for cells with a linear form; and manual BPTT
+parallel scan = sequential scan for cells with a linear form; chunkwise and
+quadratic forms = sequential scan for matrix-memory cells; and manual BPTT
 = `jax.vjp` for cells with a reference. float64 checks switch x64 on only
 inside themselves.
 """
@@ -267,6 +268,36 @@ def check_parallel_scan_equals_sequential(spec: CellSpec) -> None:
     chex.assert_trees_all_close(par, seq, rtol=1e-5, atol=1e-5)
 
 
+def check_chunkwise_equals_sequential(spec: CellSpec) -> None:
+    """Matrix-memory cells only: chunkwise (C = 4) and the quadratic form = the sequential scan.
+
+    float64, with lengths, resets, a random initial carry, and reversed (C = 4):
+    outputs and carry to 1e-10, gradients (params, inputs, initial carry) to 1e-9.
+    The full grid of T and C is in tests/test_chunkwise.py.
+    """
+    if not spec.has_matrix_form:
+        return
+    with jax.enable_x64(True):
+        cell, params, xs, carry0, lens = _problem(spec, T=23, batch_shape=(3,), dtype=jnp.float64, lengths=True)
+        resets = jnp.asarray(np.random.default_rng(3).random((23, 3)) < 0.15)
+        forms = {False: [("parallel", None), ("chunkwise", 4)], True: [("chunkwise", 4)]}
+        for reverse in (False, True):
+
+            def run(method, chunk_size=None, reverse=reverse):
+                def loss(params, xs, carry0):
+                    kw = dict(lengths=lens, resets=resets, reverse=reverse, method=method, chunk_size=chunk_size)
+                    carry, ys = unroll(cell, params, xs, initial_carry=carry0, **kw)
+                    return jnp.sum(jnp.sin(ys)) + _sq_norm(carry), (carry, ys)
+
+                return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(params, xs, carry0)
+
+            grads, out = run("sequential")
+            for method, chunk_size in forms[reverse]:
+                g, o = run(method, chunk_size)
+                chex.assert_trees_all_close(o, out, rtol=1e-10, atol=1e-12)
+                chex.assert_trees_all_close(g, grads, rtol=1e-9, atol=1e-11)
+
+
 def check_manual_bptt_equals_autodiff(spec: CellSpec) -> None:
     """Cells with a reference: a few float64 cases (the full grid is in tests/test_reference.py)."""
     if spec.reference is None:
@@ -290,5 +321,6 @@ CHECKS = (
     check_gradients_finite_over_1000_steps,
     check_jitted_step_does_not_retrace,
     check_parallel_scan_equals_sequential,
+    check_chunkwise_equals_sequential,
     check_manual_bptt_equals_autodiff,
 )

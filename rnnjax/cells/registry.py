@@ -68,6 +68,10 @@ class CellSpec:
     def has_linear_form(self) -> bool:
         return self.example_cell().linear is not None
 
+    @property
+    def has_matrix_form(self) -> bool:
+        return self.example_cell().matrix is not None
+
 
 _REGISTRY: dict[str, CellSpec] = {}
 
