@@ -70,8 +70,14 @@ def _jax_impl(name: str, loss_fn: Callable, params: Any, xs: jax.Array) -> Impl:
 # --- rnnjax -------------------------------------------------------------------------------
 
 
+def _cell(kind: str, H: int, dtype: str) -> rnnjax.cells.Cell:
+    """The benchmarked cell: multi-head cells with heads of 64 (or one head below H = 64)."""
+    kwargs = {"num_heads": max(1, H // 64)} if rnnjax.cells.spec(kind).has_matrix_form else {}
+    return rnnjax.cells.get(kind, hidden_size=H, dtype=dtype, **kwargs)
+
+
 def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, **unroll_kwargs: Any) -> Impl:
-    cell = rnnjax.cells.get(kind, hidden_size=H, dtype=dtype)
+    cell = _cell(kind, H, dtype)
     if kind in ("lstm", "gru"):
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), canonical(kind, I, H))
     else:
@@ -280,6 +286,44 @@ def jax_cudnn_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Imp
     return _jax_impl("jax.experimental.rnn (cuDNN)", loss_fn, weights, xs)
 
 
+def mlstm_kernels_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    """mlstm-kernels' native JAX chunkwise mLSTM (chunks of 64), fed rnnjax's projections and gates."""
+    import os
+    import sys
+    import types
+
+    import mlstm_kernels.jax
+
+    # its chunkwise package's __init__ imports the Triton kernels (jax_triton, GPU only); the
+    # native JAX kernel needs none of them, so import it without running that __init__
+    pkg = types.ModuleType("mlstm_kernels.jax.chunkwise")
+    pkg.__path__ = [os.path.join(os.path.dirname(mlstm_kernels.jax.__file__), "chunkwise")]
+    sys.modules.setdefault("mlstm_kernels.jax.chunkwise", pkg)
+    from mlstm_kernels.jax.chunkwise.native import mlstm_chunkwise__native_autograd
+
+    cell = _cell(kind, H, dtype)
+    params = cell.init(jax.random.key(0), I)
+    xs = jnp.asarray(inputs(T, B, I), dtype)
+    heads, dh = cell.matrix.num_heads, cell.matrix.key_size
+
+    def loss_fn(p, x):
+        to_heads = lambda a: jnp.moveaxis(a.reshape(T, B, heads, -1), 0, 2)  # noqa: E731  [B, NH, T, DH]
+        gate = lambda w, b: jnp.moveaxis(x @ p[w] + p[b], 0, -1)  # noqa: E731  [B, NH, T]
+        h = mlstm_chunkwise__native_autograd(
+            to_heads(x @ p["w_q"]),
+            to_heads(x @ p["w_k"]),  # its qk_scale (dh ** -0.5) is rnnjax's key scaling
+            to_heads(x @ p["w_v"]),
+            gate("w_i", "b_i"),
+            gate("w_f", "b_f"),
+            chunk_size=64,
+        )
+        h = jnp.moveaxis(h, 2, 0).reshape(T, B, heads * dh)
+        ys = jax.nn.sigmoid(x @ p["w_o"] + p["b_o"]) * h
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    return _jax_impl("mlstm-kernels (native JAX chunkwise, C=64)", loss_fn, params, xs)
+
+
 IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax": rnnjax_impl,
     "rnnjax-scan": lambda *a: rnnjax_impl(*a, kernel=False),
@@ -287,6 +331,12 @@ IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
     "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),
     "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method="parallel"),
+    "rnnjax-seq": lambda *a: rnnjax_impl(*a, method="sequential"),
+    "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=16),
+    "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=32),
+    "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=64),
+    "rnnjax-chunk128": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=128),
+    "mlstm-kernels": lambda *a: mlstm_kernels_impl(*a),
     "rnnjax-hoisted": rnnjax_hoisted_impl,
     "flax": flax_impl,
     "flax-optimized": lambda *a: flax_impl(*a, optimized=True),
@@ -299,4 +349,5 @@ IMPLS: dict[str, Callable[..., Impl]] = {
 PEERS_FOR = {
     "lstm": ("flax", "flax-optimized", "equinox", "torch", "jax-cudnn", "rnnjax-hoisted"),
     "gru": ("flax", "equinox", "torch", "rnnjax-hoisted"),
+    "mlstm": ("mlstm-kernels",),
 }

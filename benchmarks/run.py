@@ -84,12 +84,28 @@ def applicable(impl: str, kind: str) -> bool:
     if impl == "rnnjax-parallel":
         import rnnjax
 
-        return rnnjax.cells.spec(kind).has_linear_form
+        return rnnjax.cells.spec(kind).has_linear_form or rnnjax.cells.spec(kind).has_matrix_form
+    if impl == "rnnjax-seq" or impl.startswith("rnnjax-chunk"):
+        import rnnjax
+
+        return rnnjax.cells.spec(kind).has_matrix_form
     if impl == "rnnjax-scan":
         import rnnjax
 
         return rnnjax.cells.get(kind, hidden_size=8).sequence is not None
     return impl.startswith("rnnjax")
+
+
+# the quadratic form of a matrix-memory cell holds a [T, T] matrix per head and example
+MAX_SEQ_LEN = {"rnnjax-parallel": 4096}
+
+
+def seq_lens_for(impl: str, kind: str, seq_lens: list[int]) -> list[int]:
+    """The sequence lengths `impl` is timed at: all, except where its memory grows like T^2."""
+    import rnnjax
+
+    limit = MAX_SEQ_LEN.get(impl) if rnnjax.cells.spec(kind).has_matrix_form else None
+    return [T for T in seq_lens if limit is None or T <= limit]
 
 
 def run_worker(args: list[str], timeout: float) -> list[dict]:
@@ -154,7 +170,8 @@ def main(argv=None) -> int:
     records = []
     for kind in kinds:
         for impl in args.impls:
-            if not applicable(impl, kind):
+            lens = seq_lens_for(impl, kind, args.seq_lens)
+            if not applicable(impl, kind) or not lens:
                 continue
             worker_args = [
                 "--impl",
@@ -162,7 +179,7 @@ def main(argv=None) -> int:
                 "--kind",
                 kind,
                 "--seq-lens",
-                *map(str, args.seq_lens),
+                *map(str, lens),
                 "--batch",
                 str(args.batch),
                 "--input",

@@ -179,12 +179,10 @@ def chunk_length(fn: str, remat: Any, truncation: Any, T: int) -> int:
     return min(chunk, max(T, 1)) if chunk else 0
 
 
-def chunk_size(fn: str, chunk_size: Any, method: str) -> int:
-    """`chunk_size` for the chunkwise method: a positive int, or None for the default."""
-    from rnnjax.unrolling import DEFAULT_CHUNK_SIZE
-
+def chunk_size(fn: str, chunk_size: Any, method: str, default: int | None) -> int | None:
+    """`chunk_size` for the chunkwise method: a positive int, or None for the cell's default."""
     if chunk_size is None:
-        return DEFAULT_CHUNK_SIZE
+        return default
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"{fn}: `chunk_size` must be a positive int, got {chunk_size!r}")
     if method != "chunkwise":

@@ -22,9 +22,10 @@ sums, never from a quotient of products) and `S_0` for the state entering it:
   sequence length"): writing `S_t = exp(G_t) S_0 + sum_{s<=t} exp(G_t - G_s) k_s u_s^T`,
   the pseudo-values `u_t = beta_t (v_t - exp(log_decay_t) S_{t-1}^T k_t)` solve the unit
   lower-triangular system `(I + diag(beta) M) U = diag(beta) (V - diag(exp(G)) K S_0)`,
-  `M_ts = exp(G_t - G_s) k_t . k_s` for s < t. One triangular solve per chunk
-  gives `U = U~ - W S_0`, so the chunk's end state is the affine map
-  `S_C = P S_0 + Q` that the scan over chunks applies.
+  `M_ts = exp(G_t - G_s) k_t . k_s` for s < t. One inverse per chunk, for all
+  chunks at once, gives `U = U~ - W S_0`; the scan over chunks then needs two
+  `[C, dk] x [dk, dv]` products per chunk: `U` from `S_0`, and
+  `S_C = exp(G_C) S_0 + sum_s exp(G_C - G_s) k_s u_s^T`.
 - **Exponential input gate** (mLSTM): the log-weight of the write at s seen
   from t is `G_t - G_s + log_write_s`; each step's stabiliser `m_t` is the
   largest of these and of the entering state's (`G_t + m_0`), exactly the
@@ -149,6 +150,24 @@ def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
     return (o, m_t), (S_final, m_final if stabilised else None)
 
 
+def _unit_lower_inverse(N):
+    """`(I + N)^-1` for strictly lower-triangular `N [..., C, C]`, by log2(C) matrix products.
+
+    N is nilpotent (N^C = 0), so `(I + N)^-1 = (I - N)(I + N^2)(I + N^4)...`, a
+    finite product. On the CPU these batched matmuls were 3x faster than
+    `solve_triangular` (C = 16, float32: 2.4 vs 7.3 ms for 512 systems with 96
+    right-hand sides); the result agrees with it to 3e-7 (float32) and 5e-16
+    (float64) relative at C = 64 with unit keys.
+    """
+    C = N.shape[-1]
+    inverse, power, reach = jnp.eye(C, dtype=N.dtype) - N, N, 1
+    while 2 * reach < C:  # each round doubles the terms: inverse = sum of (-N)^j for j < 2 * reach
+        power = power @ power
+        inverse = inverse + inverse @ power
+        reach *= 2
+    return inverse
+
+
 def _delta(q, k, v, log_decay, beta, resets, S_star):
     """DeltaNet and Gated DeltaNet (scalar decays) by the UT transform. Returns `(o, None), (S, None)`."""
     pair, base, after = _segment_decays(log_decay, resets)
@@ -160,29 +179,21 @@ def _delta(q, k, v, log_decay, beta, resets, S_star):
     es = jnp.where(after[..., 0] > 0, enter, 0.0)  # ... of the initial carry, after a reset
     strict = jnp.tril(jnp.ones((C, C), bool), -1)
     M = jnp.where(strict, decay * jnp.einsum("nbhtk,nbhsk->nbhts", K, K), 0.0)
-    L = jnp.eye(C, dtype=K.dtype) + Beta[..., :, None] * M  # unit lower triangular
-    rhs = Beta[..., None] * jnp.concatenate([V, e0[..., None] * K, es[..., None] * K], axis=-1)
-    X = jax.scipy.linalg.solve_triangular(L, rhs, lower=True, unit_diagonal=True)
+    inverse = _unit_lower_inverse(Beta[..., :, None] * M)  # (I + diag(beta) M)^-1
+    X = inverse @ (Beta[..., None] * jnp.concatenate([V, e0[..., None] * K, es[..., None] * K], axis=-1))
     U_, W0, Ws = X[..., :dv], X[..., dv : dv + dk], X[..., dv + dk :]  # U = U_ - W0 S_0 - Ws S*
     U_star = U_ - jnp.einsum("nbhtk,bhkv->nbhtv", Ws, S_star)
-
     K_end = K * decay[..., -1, :][..., None]  # keys decayed to the chunk's last step
-    eye = jnp.eye(dk, dtype=K.dtype)
-    P = e0[..., -1, None, None] * eye - jnp.einsum("nbhsk,nbhsj->nbhkj", K_end, W0)  # S_C = P S_0 + R
-    R = es[..., -1, None, None] * S_star + jnp.einsum("nbhsk,nbhsv->nbhkv", K_end, U_star)
+    R = es[..., -1, None, None] * S_star  # the initial carry's part of the end state, after a reset
 
     def across_chunks(S, chunk):
-        P_n, R_n = chunk
-        return jnp.einsum("bhkj,bhjv->bhkv", P_n, S) + R_n, S
+        U_n, W0_n, K_end_n, e0_n, R_n = chunk
+        U = U_n - W0_n @ S  # the pseudo-values, now that S_0 is known
+        return e0_n[..., None, None] * S + R_n + jnp.swapaxes(K_end_n, -1, -2) @ U, (S, U)
 
-    S_final, S_n = jax.lax.scan(across_chunks, S_star, (P, R))
-    U = U_star - jnp.einsum("nbhtk,nbhkv->nbhtv", W0, S_n)
+    S_final, (S_n, U) = jax.lax.scan(across_chunks, S_star, (U_star, W0, K_end, e0[..., -1], R))
     A = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K) * decay
-    o = (
-        e0[..., None] * jnp.einsum("nbhtk,nbhkv->nbhtv", Q, S_n)
-        + es[..., None] * jnp.einsum("nbhtk,bhkv->nbhtv", Q, S_star)
-        + jnp.einsum("nbhts,nbhsv->nbhtv", A, U)
-    )
+    o = e0[..., None] * (Q @ S_n) + es[..., None] * jnp.einsum("nbhtk,bhkv->nbhtv", Q, S_star) + A @ U
     return (jnp.moveaxis(o, 3, 1), None), (S_final, None)
 
 

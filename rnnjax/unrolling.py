@@ -15,7 +15,6 @@ from rnnjax.chunkwise import chunkwise_unroll
 
 Method = Literal["sequential", "parallel", "chunkwise", "auto"]
 METHODS = ("sequential", "parallel", "chunkwise", "auto")
-DEFAULT_CHUNK_SIZE = 64
 
 
 def forms(cell: Cell) -> list[str]:
@@ -45,7 +44,7 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(select, new, old)
 
 
-def resolve_method(cell: Cell, method: str) -> str:
+def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False) -> str:
     """The unroll method `auto` stands for, for this cell on the default backend.
 
     Rule (see docs/benchmarks.md for the measurements): the parallel
@@ -67,7 +66,7 @@ def resolve_method(cell: Cell, method: str) -> str:
             f"and cell {cell.name!r} has none; its forms are {forms(cell)}"
         )
     if method == "auto":
-        if cell.matrix is not None:
+        if cell.matrix is not None and not needs_scan:
             return "chunkwise"
         return "parallel" if cell.linear is not None and jax.default_backend() != "cpu" else "sequential"
     return method
@@ -83,7 +82,7 @@ def unroll(
     reverse: bool = False,
     unroll: int | bool = 1,
     time_major: bool = True,
-    method: Method = "sequential",
+    method: Method = "auto",
     resets: ArrayLike | None = None,
     remat: bool | int = False,
     truncation: int | None = None,
@@ -144,9 +143,9 @@ def unroll(
         the plain scan. True: the kernel, or a ValueError saying why not. The
         kernels' VJPs are hand-written, so use False for forward-mode autodiff
         (`jax.jvp`, `jax.jacfwd`).
-      chunk_size: steps per chunk for method="chunkwise" (default
-        `DEFAULT_CHUNK_SIZE`); any T works (the last chunk is padded with
-        identity steps).
+      chunk_size: steps per chunk for method="chunkwise" (default: the
+        cell's `matrix.chunk_size`, chosen by measurement); any T works (the
+        last chunk is padded with identity steps).
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
@@ -171,10 +170,11 @@ def unroll(
     if resets is not None:
         resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
     chunk = checks.chunk_length(fn, remat, truncation, T)
-    method = resolve_method(cell, method)
+    # auto: options only the scan has (an unroll factor, remat, truncation) keep the scan
+    method = resolve_method(cell, method, needs_scan=bool(chunk) or unroll not in (1, False))
     if chunk and method != "sequential":
         raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only, got method={method!r}")
-    chunk_size = checks.chunk_size(fn, chunk_size, method)
+    chunk_size = checks.chunk_size(fn, chunk_size, method, None if cell.matrix is None else cell.matrix.chunk_size)
     if method == "parallel" and cell.matrix is not None:
         method, chunk_size = "chunkwise", max(T, 1)  # the quadratic form: one chunk
     use_kernel = _use_kernel(fn, cell, kernel, method, unroll, resets, chunk)

@@ -107,6 +107,8 @@ class MatrixRecurrence(NamedTuple):
       key_size: dk.
       value_size: dv (the state's columns; the mLSTM's carry one more for its normaliser).
       stabilised: whether the carry has a stabiliser `m`.
+      chunk_size: the chunk length `method="chunkwise"` uses by default for
+        this cell (chosen by measurement; docs/modern.md says which numbers decided).
     """
 
     inputs: Callable[[Params, Array], MatrixInputs]
@@ -115,6 +117,7 @@ class MatrixRecurrence(NamedTuple):
     key_size: int
     value_size: int
     stabilised: bool = False
+    chunk_size: int = 32
 
 
 class Cell(NamedTuple):

@@ -82,6 +82,7 @@ def gla(
         o = o.reshape(*o.shape[:-2], D).astype(x.dtype)
         return o * jax.nn.silu(x @ params["w_g"])
 
-    matrix = base.MatrixRecurrence(inputs, readout, num_heads=num_heads, key_size=dh, value_size=dh)
+    # chunks of 16: the per-key-dimension decays make the intra-chunk scores a [C, C, dk] tensor
+    matrix = base.MatrixRecurrence(inputs, readout, num_heads=num_heads, key_size=dh, value_size=dh, chunk_size=16)
     config = {"num_heads": num_heads, "gate_rank": r, "gate_normalizer": gate_normalizer, "dtype": dtype}
     return base.matrix_cell("gla", D, init=init, matrix=matrix, config=config)
