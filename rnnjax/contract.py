@@ -22,8 +22,8 @@ alone (outputs, final carry, gradients); NaN padding cannot leak; finite
 differences (`jax.test_util.check_grads`, float64, forward and reverse, order
 2); finite gradients over T = 1000; a jitted train step does not retrace;
 parallel scan = sequential scan for cells with a linear form; chunkwise and
-quadratic forms = sequential scan for matrix-memory cells; and manual BPTT
-= `jax.vjp` for cells with a reference. float64 checks switch x64 on only
+quadratic forms = sequential scan for matrix-memory cells; and every cell has
+a manual BPTT reference that equals `jax.vjp`. float64 checks switch x64 on only
 inside themselves.
 """
 
@@ -299,9 +299,12 @@ def check_chunkwise_equals_sequential(spec: CellSpec) -> None:
 
 
 def check_manual_bptt_equals_autodiff(spec: CellSpec) -> None:
-    """Cells with a reference: a few float64 cases (the full grid is in tests/test_reference.py)."""
-    if spec.reference is None:
-        return
+    """Every cell has a NumPy manual-BPTT reference that agrees with `jax.vjp` (a few float64 cases;
+    the full grid is in tests/test_reference.py). A cell registered without `reference=` fails here."""
+    assert spec.reference is not None, (
+        f"{spec.name}: no manual-BPTT reference; write one in NumPy float64 (see rnnjax/reference/) "
+        "and register it with `reference=`"
+    )
     with jax.enable_x64(True):
         for case in (dict(T=1, batch_shape=()), dict(T=9, batch_shape=(3,), lengths=True, reverse=True)):
             errors = reference_agreement(spec.name, hidden_size=spec.example["hidden_size"], **case)

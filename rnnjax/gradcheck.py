@@ -25,7 +25,8 @@ from rnnjax.unrolling import unroll
 
 
 def relative_error(got: Any, want: Any) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    kind = np.complex128 if np.iscomplexobj(got) or np.iscomplexobj(want) else np.float64
+    got, want = np.asarray(got, kind), np.asarray(want, kind)
     if got.shape != want.shape:
         raise ValueError(f"relative_error: shapes differ, {got.shape} vs {want.shape}")
     if want.size == 0:
@@ -42,7 +43,13 @@ def random_problem(cell, *, T: int, batch_shape: tuple[int, ...], input_size: in
     many shapes costs no XLA compilations outside the unroll under test.
     """
     rng = np.random.default_rng(seed)
-    normal = lambda like, scale: jnp.asarray(scale * rng.standard_normal(like.shape), like.dtype)  # noqa: E731
+
+    def normal(like, scale):
+        draw = rng.standard_normal(like.shape)
+        if jnp.issubdtype(like.dtype, jnp.complexfloating):  # complex carries: both parts random
+            draw = draw + 1j * rng.standard_normal(like.shape)
+        return jnp.asarray(scale * draw, like.dtype)
+
     shapes = jax.eval_shape(lambda k: cell.init(k, input_size), jax.random.key(0))
     # weights ~ N(0, 1/fan_in) (fan_in = first axis), vectors ~ N(0, 0.1^2)
     params = jax.tree_util.tree_map(lambda s: normal(s, 1 / np.sqrt(s.shape[0]) if len(s.shape) > 1 else 0.1), shapes)
@@ -90,7 +97,7 @@ def reference_agreement(
     (carry, ys), (d_params, d_carry0, d_xs) = forward_and_vjp(params, carry0, xs, lens, (d_carry, dys))
 
     def as_np(tree):
-        tree = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), tree)
+        tree = jax.tree_util.tree_map(lambda a: np.asarray(a, np.result_type(a, np.float64)), tree)
         return tuple(tree) if isinstance(tree, tuple) else tree  # NamedTuple carries as plain tuples
 
     ref = reference.bptt(

@@ -23,10 +23,12 @@ def test_contract(name, check):
     check(registry.spec(name))
 
 
-def test_at_least_ten_cells_and_the_linear_ones_are_marked():
+def test_at_least_ten_cells_and_the_linear_and_matrix_ones_are_marked():
     assert len(registry.names()) >= 10
     linear = {s.name for s in registry.specs() if s.has_linear_form}
-    assert linear == {"mingru", "minlstm", "lru"}
+    assert linear == {"mingru", "minlstm", "lru", "rglru", "s5", "s6"}
+    matrix = {s.name for s in registry.specs() if s.has_matrix_form}
+    assert matrix == {"mlstm", "gla", "ssd", "deltanet", "gated_deltanet"}
 
 
 def test_every_exported_factory_is_registered():
@@ -76,3 +78,11 @@ def test_a_broken_cell_fails_the_contract():
     broken = dataclasses.replace(registry.spec("elman"), name="broken", factory=elman_f32_out)
     with pytest.raises(AssertionError, match="output dtype"):
         contract.check_shapes_and_dtypes(broken)
+
+
+def test_a_cell_without_a_reference_fails_the_contract():
+    import dataclasses
+
+    unreferenced = dataclasses.replace(registry.spec("gru"), name="no_reference", reference=None)
+    with pytest.raises(AssertionError, match="no_reference: no manual-BPTT reference"):
+        contract.check_manual_bptt_equals_autodiff(unreferenced)

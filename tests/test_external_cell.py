@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import rnnjax
 from rnnjax import contract
 from rnnjax.cells import Cell, register, registry
 from rnnjax.cells.cell import check_dtype, check_hidden_size, input_kernel, recurrent_kernel, spec_from_weight
+from rnnjax.reference import BPTTResult
 
 
 def delta_rnn(hidden_size: int, *, dtype=jnp.float32) -> Cell:
@@ -48,9 +50,33 @@ def delta_rnn(hidden_size: int, *, dtype=jnp.float32) -> Cell:
     )
 
 
+def delta_rnn_reference(params, xs, h0, dys, dh_final, **_config) -> BPTTResult:
+    """Its manual BPTT in NumPy float64, which the contract requires of every cell."""
+    w_x, w_h, b, leak = (np.asarray(params[k], np.float64) for k in ("w_x", "w_h", "b", "leak"))
+    s = 1.0 / (1.0 + np.exp(-leak))
+    hs, cands = [np.asarray(h0, np.float64)], []
+    for x in np.asarray(xs, np.float64):
+        cands.append(np.tanh(x @ w_x + hs[-1] @ w_h + b))
+        hs.append((1 - s) * hs[-1] + s * cands[-1])
+    d = {k: np.zeros_like(v) for k, v in (("w_x", w_x), ("w_h", w_h), ("b", b), ("leak", leak))}
+    d_xs, dh_next = np.zeros_like(np.asarray(xs, np.float64)), np.asarray(dh_final, np.float64)
+    for t in reversed(range(len(cands))):
+        dh = dys[t] + dh_next
+        # h_t = (1 - s) h_{t-1} + s * tanh(a)
+        d["leak"] += dh * (cands[t] - hs[t]) * s * (1 - s)
+        da = dh * s * (1 - cands[t] ** 2)
+        d["w_x"] += np.outer(xs[t], da)
+        d["w_h"] += np.outer(hs[t], da)
+        d["b"] += da
+        d_xs[t] = da @ w_x.T
+        dh_next = dh * (1 - s) + da @ w_h.T
+    ys = np.stack(hs[1:]) if cands else np.zeros((0, w_h.shape[0]))
+    return BPTTResult(ys=ys, carry=hs[-1], d_params=d, d_carry=dh_next, d_xs=d_xs)
+
+
 @pytest.fixture(scope="module")
 def registered():
-    register("delta_rnn_external", example={"hidden_size": 5})(delta_rnn)
+    register("delta_rnn_external", example={"hidden_size": 5}, reference=delta_rnn_reference)(delta_rnn)
     yield registry.spec("delta_rnn_external")
     registry.unregister("delta_rnn_external")
 

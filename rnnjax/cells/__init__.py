@@ -20,6 +20,10 @@ from rnnjax.cells.mingru import mingru
 from rnnjax.cells.minlstm import minlstm
 from rnnjax.cells.mlstm import mlstm
 from rnnjax.cells.registry import CellSpec, Tolerance, get, names, register, spec, specs, unregister
+from rnnjax.cells.rglru import rglru
+from rnnjax.cells.s5 import s5
+from rnnjax.cells.s6 import s6
+from rnnjax.cells.slstm import SLSTMState, slstm
 from rnnjax.cells.ssd import ssd
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "MatrixInputs",
     "MatrixRecurrence",
     "MatrixState",
+    "SLSTMState",
     "Params",
     "Tolerance",
     "deltanet",
@@ -47,6 +52,10 @@ __all__ = [
     "mlstm",
     "names",
     "register",
+    "rglru",
+    "s5",
+    "s6",
+    "slstm",
     "spec",
     "specs",
     "ssd",

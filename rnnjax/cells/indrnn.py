@@ -17,13 +17,14 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 
-@register("indrnn")
+@register("indrnn", reference=reference.indrnn)
 def indrnn(hidden_size: int, *, activation: str = "relu", dtype: DTypeLike = jnp.float32) -> base.Cell:
     """IndRNN cell (equations in the module docstring)."""
     H = base.check_hidden_size("indrnn", hidden_size)

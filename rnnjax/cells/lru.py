@@ -32,11 +32,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
-@register("lru")
+@register("lru", reference=reference.lru)
 def lru(
     hidden_size: int,
     *,

@@ -57,7 +57,7 @@ def _layer_norm(a, scale, bias=None, eps=1e-5):
     return out if bias is None else out + bias
 
 
-@register("lstm_layernorm", defaults={"layer_norm": True})
+@register("lstm_layernorm", defaults={"layer_norm": True}, reference=reference.lstm_layernorm)
 @register("lstm_peephole", defaults={"peephole": True}, reference=reference.lstm)
 @register("lstm", reference=reference.lstm)
 def lstm(

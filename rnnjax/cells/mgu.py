@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
-@register("mgu")
+@register("mgu", reference=reference.mgu)
 def mgu(hidden_size: int, *, dtype: DTypeLike = jnp.float32) -> base.Cell:
     """Minimal gated unit (equations in the module docstring)."""
     H = base.check_hidden_size("mgu", hidden_size)

@@ -20,11 +20,12 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
 
 
-@register("minlstm")
+@register("minlstm", reference=reference.minlstm)
 def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype: DTypeLike = jnp.float32) -> base.Cell:
     """minLSTM cell (equations in the module docstring); has a `LinearRecurrence` form."""
     H = base.check_hidden_size("minlstm", hidden_size)

@@ -18,10 +18,39 @@ from rnnjax.reference.deltanet import deltanet
 from rnnjax.reference.elman import elman
 from rnnjax.reference.gla import gla
 from rnnjax.reference.gru import gru
+from rnnjax.reference.indrnn import indrnn
+from rnnjax.reference.lru import lru
 from rnnjax.reference.lstm import lstm
+from rnnjax.reference.lstm_layernorm import lstm_layernorm
+from rnnjax.reference.mgu import mgu
 from rnnjax.reference.mingru import mingru
+from rnnjax.reference.minlstm import minlstm
 from rnnjax.reference.mlstm import mlstm
 from rnnjax.reference.result import BPTTResult
+from rnnjax.reference.rglru import rglru
+from rnnjax.reference.s5 import s5
+from rnnjax.reference.s6 import s6
+from rnnjax.reference.slstm import slstm
 from rnnjax.reference.ssd import ssd
 
-__all__ = ["BPTTResult", "bptt", "deltanet", "elman", "gla", "gru", "lstm", "mingru", "mlstm", "ssd"]
+__all__ = [
+    "BPTTResult",
+    "bptt",
+    "deltanet",
+    "elman",
+    "gla",
+    "gru",
+    "lstm",
+    "lstm_layernorm",
+    "indrnn",
+    "lru",
+    "mgu",
+    "mingru",
+    "minlstm",
+    "mlstm",
+    "rglru",
+    "s5",
+    "s6",
+    "slstm",
+    "ssd",
+]

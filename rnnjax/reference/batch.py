@@ -54,7 +54,9 @@ def bptt(
     xs, dys = f64(xs), f64(dys)
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
     n = int(np.prod(batch_shape, dtype=int))
-    flat = lambda a: f64(a).reshape(n, *f64(a).shape[len(batch_shape) :])  # noqa: E731
+    # complex carries (LRU, S5) stay complex; everything else is float64
+    wide = lambda a: np.asarray(a, np.result_type(np.asarray(a).dtype, np.float64))  # noqa: E731
+    flat = lambda a: wide(a).reshape(n, *wide(a).shape[len(batch_shape) :])  # noqa: E731
     xs_b = xs.reshape(T, n, xs.shape[-1])
     dys_b = dys.reshape(T, n, dys.shape[-1])
     carry_b, d_carry_b = _map(flat, carry0), _map(flat, d_carry)

@@ -20,7 +20,7 @@ from rnnjax.reference.result import BPTTResult, f64, sigmoid
 def lstm(params, xs, carry0, dys, d_carry_final, *, peephole=False, layer_norm=False, **_config) -> BPTTResult:
     """One sequence: `xs [T, I]`, `carry0 = (h0, c0)`, `dys [T, H]`, `d_carry_final = (dh_T, dc_T)`."""
     if layer_norm:
-        raise NotImplementedError("reference.lstm: no manual BPTT for the layer-normalised LSTM")
+        raise ValueError("reference.lstm: the layer-normalised LSTM's reference is reference.lstm_layernorm")
     w_x, w_h, b = f64(params["w_x"]), f64(params["w_h"]), f64(params["b"])
     xs, dys = f64(xs), f64(dys)
     T, H = xs.shape[0], w_h.shape[0]
