@@ -38,11 +38,13 @@ def _cells_table() -> str:
         forms = ["sequential"]
         if cell.linear is not None:
             forms.append("parallel")
+        if cell.matrix is not None:
+            forms += ["parallel (quadratic)", f"chunkwise (default C = {cell.matrix.chunk_size})"]
         if cell.sequence is not None:
             forms.append("CPU kernel")
         variant = ", ".join(f"`{k}={v!r}`" for k, v in spec.defaults.items())
         name = f"`{spec.name}`" + (f" ({variant})" if variant else "")
-        linear = "linear" if cell.linear is not None else "nonlinear"
+        linear = "matrix memory" if cell.matrix is not None else "linear" if cell.linear is not None else "nonlinear"
         reference = "yes" if spec.reference is not None else "not yet"
         rows.append(f"| {name} | {what} | {linear} | {', '.join(forms)} | {reference} |")
     return "\n".join(rows)

@@ -150,6 +150,10 @@ def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
     return (o, m_t), (S_final, m_final if stabilised else None)
 
 
+# chunk lengths up to which the delta rule's triangular systems are inverted by matrix products
+PRODUCT_INVERSE_UP_TO = 64
+
+
 def _unit_lower_inverse(N):
     """`(I + N)^-1` for strictly lower-triangular `N [..., C, C]`, by log2(C) matrix products.
 
@@ -157,7 +161,11 @@ def _unit_lower_inverse(N):
     finite product. On the CPU these batched matmuls were 3x faster than
     `solve_triangular` (C = 16, float32: 2.4 vs 7.3 ms for 512 systems with 96
     right-hand sides); the result agrees with it to 3e-7 (float32) and 5e-16
-    (float64) relative at C = 64 with unit keys.
+    (float64) relative at C = 64 with unit keys. The powers of N grow with C,
+    though, and the product loses float32 precision on long chunks: DeltaNet's
+    quadratic form (C = T = 1024) gave a loss of 4.4e6 instead of 0.88 in the
+    benchmark's loss check, so chunks longer than `PRODUCT_INVERSE_UP_TO` use
+    `solve_triangular`.
     """
     C = N.shape[-1]
     inverse, power, reach = jnp.eye(C, dtype=N.dtype) - N, N, 1
@@ -179,8 +187,12 @@ def _delta(q, k, v, log_decay, beta, resets, S_star):
     es = jnp.where(after[..., 0] > 0, enter, 0.0)  # ... of the initial carry, after a reset
     strict = jnp.tril(jnp.ones((C, C), bool), -1)
     M = jnp.where(strict, decay * jnp.einsum("nbhtk,nbhsk->nbhts", K, K), 0.0)
-    inverse = _unit_lower_inverse(Beta[..., :, None] * M)  # (I + diag(beta) M)^-1
-    X = inverse @ (Beta[..., None] * jnp.concatenate([V, e0[..., None] * K, es[..., None] * K], axis=-1))
+    rhs = Beta[..., None] * jnp.concatenate([V, e0[..., None] * K, es[..., None] * K], axis=-1)
+    if C <= PRODUCT_INVERSE_UP_TO:
+        X = _unit_lower_inverse(Beta[..., :, None] * M) @ rhs  # (I + diag(beta) M)^-1
+    else:  # long chunks (the quadratic form): forward substitution keeps float32 precision
+        L = jnp.eye(C, dtype=K.dtype) + Beta[..., :, None] * M
+        X = jax.scipy.linalg.solve_triangular(L, rhs, lower=True, unit_diagonal=True)
     U_, W0, Ws = X[..., :dv], X[..., dv : dv + dk], X[..., dv + dk :]  # U = U_ - W0 S_0 - Ws S*
     U_star = U_ - jnp.einsum("nbhtk,bhkv->nbhtv", Ws, S_star)
     K_end = K * decay[..., -1, :][..., None]  # keys decayed to the chunk's last step

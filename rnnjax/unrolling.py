@@ -47,10 +47,14 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
 def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False) -> str:
     """The unroll method `auto` stands for, for this cell on the default backend.
 
-    Rule (see docs/benchmarks.md for the measurements): the parallel
-    associative scan does O(T log T) work in O(log T) depth; it pays where many
-    cores wait for work (GPU, TPU). On CPU the sequential scan is faster, so
-    `auto` is "parallel" only for cells with a linear form on a non-CPU backend.
+    Rule (the measurements are in docs/benchmarks.md and docs/modern.md):
+    matrix-memory cells take the chunkwise form (faster than their sequential
+    scan in training from T = 256 on, on the 2-core CPU, and it stores one state per
+    chunk), unless `needs_scan` (the call asks for remat, truncation or an
+    unroll factor). The parallel associative scan does O(T log T) work in
+    O(log T) depth; it pays where many cores wait for work (GPU, TPU). On CPU
+    the sequential scan was faster, so `auto` is "parallel" only for cells
+    with a linear form on a non-CPU backend (not yet measured on one).
     """
     if method not in METHODS:
         raise ValueError(f"rnnjax.unroll: `method` must be one of {list(METHODS)}, got {method!r}")

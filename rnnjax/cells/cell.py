@@ -363,6 +363,23 @@ def spec_from_weight(name: str) -> Callable[[Params], tuple[int, np.dtype]]:
     return input_spec
 
 
+def step_size_bias(key: PRNGKey, n: int, dt_min: float, dt_max: float, dtype: np.dtype) -> Array:
+    """`[n]` biases whose softplus (the initial step sizes) is log-uniform in [dt_min, dt_max].
+
+    Mamba's initialisation of `Delta = softplus(x W + dt_bias)`, used by S6,
+    Mamba-2's SSD and Gated DeltaNet.
+    """
+    log_min, log_max = np.log(dt_min), np.log(dt_max)
+    dt = jnp.exp(jax.random.uniform(key, (n,)) * (log_max - log_min) + log_min)
+    return (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype)  # softplus^-1(dt)
+
+
+def complex_dtypes(params_dtype: Any) -> tuple[np.dtype, np.dtype]:
+    """`(real, complex)` compute dtypes for complex-state cells: the params' precision, at least float32."""
+    real = jnp.promote_types(params_dtype, jnp.float32)
+    return real, jnp.dtype(jnp.complex128 if real == jnp.float64 else jnp.complex64)
+
+
 def input_kernel(key: PRNGKey, input_size: int, out: int, dtype: np.dtype) -> Array:
     """Input weights `[I, out]` with variance 1/I (LeCun normal), the flax default."""
     return jax.nn.initializers.lecun_normal()(key, (input_size, out), jnp.float32).astype(dtype)

@@ -30,8 +30,6 @@ Params: `w_q, w_k, w_v [I, D]`, `w_beta [I, H]`, `b_beta [H]`; gated also
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
@@ -88,10 +86,9 @@ def deltanet(
             "b_beta": jnp.zeros(H, dtype),
         }
         if gated:
-            dt = jnp.exp(jax.random.uniform(ks[5], (H,)) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))
             params |= {
                 "w_a": base.input_kernel(ks[4], I, H, dtype),
-                "dt_bias": (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype),  # softplus^-1(dt)
+                "dt_bias": base.step_size_bias(ks[5], H, 0.001, 0.1, dtype),
                 "a_log": jnp.log(jax.random.uniform(ks[6], (H,), minval=1.0, maxval=16.0)).astype(dtype),
             }
         return params

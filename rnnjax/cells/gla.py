@@ -82,7 +82,8 @@ def gla(
         o = o.reshape(*o.shape[:-2], D).astype(x.dtype)
         return o * jax.nn.silu(x @ params["w_g"])
 
-    # chunks of 16: the per-key-dimension decays make the intra-chunk scores a [C, C, dk] tensor
+    # chunks of 16: the per-key-dimension decays make the intra-chunk scores a [C, C, dk] tensor, and
+    # C = 64 trained 2.5-3x slower than C = 16 (benchmarks/results/cpu-matrix-2026-11-27.md)
     matrix = base.MatrixRecurrence(inputs, readout, num_heads=num_heads, key_size=dh, value_size=dh, chunk_size=16)
     config = {"num_heads": num_heads, "gate_rank": r, "gate_normalizer": gate_normalizer, "dtype": dtype}
     return base.matrix_cell("gla", D, init=init, matrix=matrix, config=config)

@@ -64,9 +64,7 @@ def lru(
         raise ValueError(f"rnnjax.cells.lru: need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
 
     def compute_dtypes(params):
-        """(real, complex) compute dtypes for these params: at least float32, as complex needs."""
-        real = jnp.promote_types(params["b_re"].dtype, jnp.float32)
-        return real, (jnp.complex128 if real == jnp.float64 else jnp.complex64)
+        return base.complex_dtypes(params["b_re"].dtype)
 
     def init(key, input_size):
         I = base.check_input_size(input_size)

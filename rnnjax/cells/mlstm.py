@@ -86,5 +86,8 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, dtype: DTypeLike = jnp.float3
         h = h.reshape(*h.shape[:-2], D).astype(x.dtype)
         return jax.nn.sigmoid(x @ params["w_o"] + params["b_o"]) * h
 
-    matrix = base.MatrixRecurrence(inputs, readout, num_heads=H, key_size=dh, value_size=dh + 1, stabilised=True)
+    # chunks of 64: the fastest training step at T = 1024-16,384 in benchmarks/results/cpu-matrix-2026-11-27.md
+    matrix = base.MatrixRecurrence(
+        inputs, readout, num_heads=H, key_size=dh, value_size=dh + 1, stabilised=True, chunk_size=64
+    )
     return base.matrix_cell("mlstm", D, init=init, matrix=matrix, config={"num_heads": H, "dtype": dtype})

@@ -72,8 +72,7 @@ def s5(
     dtype = base.check_dtype("s5", dtype)
 
     def compute_dtypes(params):
-        real = jnp.promote_types(params["b_re"].dtype, jnp.float32)
-        return real, (jnp.complex128 if real == jnp.float64 else jnp.complex64)
+        return base.complex_dtypes(params["b_re"].dtype)
 
     def init(key, input_size):
         I = base.check_input_size(input_size)

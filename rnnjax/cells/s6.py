@@ -61,12 +61,11 @@ def s6(
     def init(key, input_size):
         I = base.check_input_size(input_size)
         ks = jax.random.split(key, 6)
-        dt = jnp.exp(jax.random.uniform(ks[5], (H,)) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         return {
             "w_u": base.input_kernel(ks[0], I, H, dtype),
             "w_dt1": base.input_kernel(ks[1], I, R, dtype),
             "w_dt2": base.input_kernel(ks[2], R, H, dtype),
-            "dt_bias": (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype),  # softplus^-1(dt)
+            "dt_bias": base.step_size_bias(ks[5], H, dt_min, dt_max, dtype),
             "w_b": base.input_kernel(ks[3], I, N, dtype),
             "w_c": base.input_kernel(ks[4], I, N, dtype),
             "a_log": jnp.log(jnp.broadcast_to(jnp.arange(1, N + 1, dtype=jnp.float32), (H, N))).astype(dtype),

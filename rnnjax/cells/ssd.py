@@ -25,8 +25,6 @@ Carry: `MatrixState(S [*batch, H, N, P])`.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
@@ -65,13 +63,12 @@ def ssd(
     def init(key, input_size):
         I = base.check_input_size(input_size)
         ks = jax.random.split(key, 6)
-        dt = jnp.exp(jax.random.uniform(ks[4], (H,)) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         return {
             "w_x": base.input_kernel(ks[0], I, D, dtype),
             "w_b": base.input_kernel(ks[1], I, N, dtype),
             "w_c": base.input_kernel(ks[2], I, N, dtype),
             "w_dt": base.input_kernel(ks[3], I, H, dtype),
-            "dt_bias": (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype),  # softplus^-1(dt)
+            "dt_bias": base.step_size_bias(ks[4], H, dt_min, dt_max, dtype),
             "a_log": jnp.log(jax.random.uniform(ks[5], (H,), minval=1.0, maxval=16.0)).astype(dtype),
             "d": jnp.ones(H, dtype),
         }
