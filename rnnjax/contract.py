@@ -75,9 +75,10 @@ def check_shapes_and_dtypes(spec: CellSpec) -> None:
         params = cell.init(jax.random.key(0), INPUT_SIZE)
         for leaf in jax.tree_util.tree_leaves(params):
             assert leaf.dtype == dtype, f"{spec.name}: param dtype {leaf.dtype}, asked for {dtype}"
+        run = jax.jit(lambda params, xs, cell=cell: unroll(cell, params, xs))  # compiled: eager dispatch is slow
         for batch_shape in [(), (2,), (2, 3)]:
             carry = cell.initial_carry(params, batch_shape)
-            final, ys = unroll(cell, params, jnp.ones((5, *batch_shape, INPUT_SIZE), dtype))
+            final, ys = run(params, jnp.ones((5, *batch_shape, INPUT_SIZE), dtype))
             chex.assert_shape(ys, (5, *batch_shape, cell.output_size))
             assert ys.dtype == dtype, f"{spec.name}: output dtype {ys.dtype}, params {dtype}"
             chex.assert_trees_all_equal_shapes_and_dtypes(final, carry)
@@ -88,7 +89,7 @@ def check_float64(spec: CellSpec) -> None:
     with jax.enable_x64(True):
         cell = spec.example_cell(dtype=jnp.float64)
         params = cell.init(jax.random.key(0), INPUT_SIZE)
-        final, ys = unroll(cell, params, jnp.ones((4, 2, INPUT_SIZE), jnp.float64))
+        final, ys = jax.jit(lambda p, x: unroll(cell, p, x))(params, jnp.ones((4, 2, INPUT_SIZE), jnp.float64))
         assert ys.dtype == jnp.float64
         for leaf in jax.tree_util.tree_leaves(final):
             assert leaf.dtype in (jnp.float64, jnp.complex128), f"{spec.name}: carry dtype {leaf.dtype}"
@@ -192,12 +193,13 @@ def check_nan_padding_cannot_leak(spec: CellSpec) -> None:
         return jnp.sum(unroll(cell, params, xs, initial_carry=carry0, lengths=lengths)[1] ** 2)
 
     for reverse in (False, True):
-        out_clean = unroll(cell, params, clean, initial_carry=carry0, lengths=lengths, reverse=reverse)
-        out_dirty = unroll(cell, params, dirty, initial_carry=carry0, lengths=lengths, reverse=reverse)
-        chex.assert_trees_all_equal(out_dirty, out_clean)
-    g_dirty = jax.grad(loss, argnums=(0, 1))(params, dirty)
+        run = jax.jit(lambda xs, reverse=reverse: unroll(cell, params, xs, initial_carry=carry0, lengths=lengths,
+                                                         reverse=reverse))  # fmt: skip
+        chex.assert_trees_all_equal(run(dirty), run(clean))
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    g_dirty = grad(params, dirty)
     chex.assert_tree_all_finite(g_dirty)
-    chex.assert_trees_all_equal(g_dirty, jax.grad(loss, argnums=(0, 1))(params, clean))
+    chex.assert_trees_all_equal(g_dirty, grad(params, clean))
 
 
 def check_finite_difference_gradients(spec: CellSpec) -> None:
@@ -224,7 +226,7 @@ def check_gradients_finite_over_1000_steps(spec: CellSpec) -> None:
     cell = spec.example_cell()
     params = cell.init(jax.random.key(0), INPUT_SIZE)
     xs = jax.random.normal(jax.random.key(1), (1000, 2, INPUT_SIZE))
-    grads = jax.grad(lambda p: jnp.mean(unroll(cell, p, xs)[1][-1] ** 2))(params)
+    grads = jax.jit(jax.grad(lambda p: jnp.mean(unroll(cell, p, xs)[1][-1] ** 2)))(params)
     chex.assert_tree_all_finite(grads)
 
 

@@ -1,6 +1,7 @@
 """Manual BPTT (NumPy float64, rnnjax.reference) vs jax.vjp of rnnjax.unroll.
 
-The grid is the foundation issue's: T in (1, 2, 7, 50), hidden sizes (1, 4,
+The grid is the foundation issue's (12 of its 32 cases per cell in the default
+suite, all with `-m slow`; see `_in_default_suite`): T in (1, 2, 7, 50), hidden sizes (1, 4,
 16; multiples of the heads, (2, 4, 16), for multi-head cells), batch
 shapes ((), (3,)), with and without lengths, for every registered
 cell that has a reference. float64 must agree to 1e-10 relative on every leaf
@@ -25,10 +26,23 @@ def _case_id(case):
     return f"T{case['T']}-H{case['hidden_size']}-B{case['batch_shape']}-{'len' if case['lengths'] else 'full'}"
 
 
-GRID = [(name, case) for name in REFERENCED for case in grid_cases(name)]
+def _in_default_suite(name, case) -> bool:
+    """(T, hidden) on the grid's diagonal (short and small, medium and large, long and middle), every batch
+    shape and lengths setting: 12 of the 32 cases per cell run by default, all 32 with `-m slow`."""
+    sizes = sorted({c["hidden_size"] for c in grid_cases(name)})
+    return (case["T"], case["hidden_size"]) in {(1, sizes[0]), (7, sizes[-1]), (50, sizes[1])}
 
 
-@pytest.mark.parametrize("name, case", GRID, ids=[f"{n}-{_case_id(c)}" for n, c in GRID])
+GRID = [
+    pytest.param(
+        name, case, id=f"{name}-{_case_id(case)}", marks=() if _in_default_suite(name, case) else pytest.mark.slow
+    )
+    for name in REFERENCED
+    for case in grid_cases(name)
+]
+
+
+@pytest.mark.parametrize("name, case", GRID)
 def test_float64_manual_bptt_equals_autodiff(x64, name, case):
     errors = reference_agreement(name, dtype=jnp.float64, **case)
     worst = max(errors, key=errors.get)
