@@ -50,21 +50,37 @@ def _cells_table() -> str:
     return "\n".join(rows)
 
 
-def _cells_reference() -> str:
+def cell_modules() -> list[str]:
+    """Every module that registers a cell."""
     import rnnjax
 
-    modules = sorted({spec.factory.__module__ for spec in rnnjax.cells.specs()})
-    blocks = []
-    for module in modules:
-        blocks.append(
-            f"## `{module.rsplit('.', 1)[-1]}`\n\n::: {module}\n    options:\n      show_root_heading: false\n"
-        )
-    return "\n".join(blocks)
+    return sorted({spec.factory.__module__ for spec in rnnjax.cells.specs()})
+
+
+def reference_modules() -> list[str]:
+    """Every module of `rnnjax.reference` (one per cell, and the shared ones)."""
+    import pkgutil
+
+    import rnnjax.reference
+
+    return sorted(m.name for m in pkgutil.iter_modules(rnnjax.reference.__path__, "rnnjax.reference."))
+
+
+def _module_sections(modules: list[str], level: int) -> str:
+    """A heading and a mkdocstrings block per module, the module's members one level below."""
+    options = f"    options:\n      show_root_heading: false\n      heading_level: {level + 1}\n"
+    return "\n".join(f"{'#' * level} `{m.rsplit('.', 1)[-1]}`\n\n::: {m}\n{options}" for m in modules)
+
+
+MARKERS = {
+    "<!-- cells:table -->": _cells_table,
+    "<!-- cells:reference -->": lambda: _module_sections(cell_modules(), level=3),
+    "<!-- reference:modules -->": lambda: _module_sections(reference_modules(), level=2),
+}
 
 
 def on_page_markdown(markdown, page, config, files):
-    if "<!-- cells:table -->" in markdown:
-        markdown = markdown.replace("<!-- cells:table -->", _cells_table())
-    if "<!-- cells:reference -->" in markdown:
-        markdown = markdown.replace("<!-- cells:reference -->", _cells_reference())
+    for marker, make in MARKERS.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, make())
     return markdown

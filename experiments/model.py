@@ -33,7 +33,7 @@ class SequenceModel(NamedTuple):
             )
             size = self.embed_size
         layers = []
-        for cell, k in zip(self.cells, keys, strict=True):
+        for cell, k in zip(self.cells, keys[: len(self.cells)], strict=True):  # keys[-1] is the embedding's
             layers.append(cell.init(k, size))
             size = cell.output_size
         params["layers"] = layers

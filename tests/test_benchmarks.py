@@ -152,3 +152,17 @@ def test_loss_check_without_rnnjax_compares_with_the_first_implementation():
     ]  # no T, no loss
     assert run.check_losses(recs, rtol=1e-3) == ["eqx lstm T=4: loss 1.5 vs flax 1.0"]
     assert recs[2]["loss_rel_diff"] == {"vs": "rnnjax", "rel": 0.0}
+
+
+def test_tiny_matrix_cell_run(tmp_path):
+    """The matrix-memory variants (sequential, chunk sizes, quadratic) run and agree, so a long run cannot
+    fail on a typo; the quadratic form stops at MAX_SEQ_LEN."""
+    out = tmp_path / "matrix.json"
+    args = ["--kinds", "deltanet", "--impls", "rnnjax", "rnnjax-seq", "rnnjax-chunk16", "rnnjax-parallel"]
+    args += ["--seq-lens", "5", "9", "--batch", "2", "--input", "3", "--hidden", "8", "--reps", "2"]
+    assert run.main([*args, "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["loss_check"] == "all implementations agree"
+    measured = {(r["impl"], r["T"]) for r in result["records"] if "train" in r}
+    assert {(i, T) for i in ("rnnjax", "rnnjax-seq", "rnnjax-chunk16", "rnnjax-parallel") for T in (5, 9)} <= measured
+    assert run.seq_lens_for("rnnjax-parallel", "deltanet", [256, 4096, 16384]) == [256, 4096]

@@ -118,7 +118,7 @@ def test_errors_name_the_argument():
         with pytest.raises(ValueError, match=rf"`chunk_size` must be a positive int, got {bad!r}"):
             rnnjax.unroll(cell, params, xs, method="chunkwise", chunk_size=bad)
     with pytest.raises(ValueError, match="`chunk_size` applies to method='chunkwise' only, got method='sequential'"):
-        rnnjax.unroll(cell, params, xs, chunk_size=4)
+        rnnjax.unroll(cell, params, xs, method="sequential", chunk_size=4)
     gru = rnnjax.cells.gru(4)
     with pytest.raises(ValueError, match=r"method='chunkwise' needs a cell with a matrix-memory form.*cell 'gru' "
                        r"has none; its forms are \['sequential'\]"):  # fmt: skip

@@ -49,6 +49,8 @@ WRAPPED = {"mixed_stack": mixed_stack, "learned_lstm": learned_lstm, "learned_mi
 @pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 @pytest.mark.parametrize("name", sorted(WRAPPED))
 def test_wrapped_cells_meet_the_cell_contract(name, check):
+    if check is contract.check_manual_bptt_equals_autodiff:
+        pytest.skip("wrappers are not registered cells: their parts' references are checked with the parts")
     spec = dataclasses.replace(registry.spec("elman"), name=name, factory=WRAPPED[name], defaults={}, reference=None)
     check(spec)
 
