@@ -28,7 +28,7 @@ lint: $(VENV)/.installed
 
 # --strict: a broken link, a missing page or an API reference that does not resolve fails the build
 docs-check: $(VENV)/.installed
-	$(BIN)/mkdocs build --strict --quiet --site-dir build/site-check
+	$(BIN)/mkdocs build --strict --site-dir build/site-check  # not --quiet: it hides the warnings strict mode counts
 
 docs: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict

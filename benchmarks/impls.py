@@ -324,6 +324,83 @@ def mlstm_kernels_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) ->
     return _jax_impl("mlstm-kernels (native JAX chunkwise, C=64)", loss_fn, params, xs)
 
 
+def _cell_inputs(kind: str, T: int, B: int, I: int, H: int, dtype: str):
+    cell = _cell(kind, H, dtype)
+    return cell, cell.init(jax.random.key(0), I), jnp.asarray(inputs(T, B, I), dtype)
+
+
+def memax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    """memax's associative scan (`semigroup_scan` over its resettable semigroups, as its own
+    modules run it), fed the coefficients rnnjax's cell computes, so that the outputs agree by
+    construction and the timing compares the two ways of running the same recurrence.
+
+    DeltaNet and Gated DeltaNet: memax's `GDNSemigroup`, whose combine multiplies [dk, dk]
+    transition matrices, `(M_j M_i, M_j X_i + X_j)`, with `M_t = a_t (I - beta_t k_t k_t^T)` and
+    `X_t = beta_t k_t v_t^T` (rnnjax's key-major state). The diagonal cells (LRU, S6): its
+    `LRUSemigroup` (complex) or `S6Semigroup` (real) over the flattened state.
+    """
+    from memax.equinox.groups import Resettable
+    from memax.equinox.scans import semigroup_scan
+    from memax.equinox.semigroups.gdn import GDNSemigroup
+    from memax.equinox.semigroups.lru import LRUSemigroup
+    from memax.equinox.semigroups.s6 import S6Semigroup
+
+    cell, params, xs = _cell_inputs(kind, T, B, I, H, dtype)
+
+    def scan(semigroup, elems):  # elems: a pytree with leading axis T, for one sequence
+        algebra = Resettable(semigroup)
+        start = jnp.zeros((T,), bool)
+        return semigroup_scan(algebra, algebra.initialize_carry(None), (elems, start))[0]
+
+    if cell.matrix is not None:
+        dk = cell.matrix.key_size
+
+        def loss_fn(p, x):
+            m = cell.matrix.inputs(p, x)  # q, k, v [T, B, heads, d]; log_decay [T, B, heads, 1]; beta [T, B, heads]
+            beta = m.beta[..., None, None]
+            eye = jnp.eye(dk, dtype=m.k.dtype)
+            M = jnp.exp(m.log_decay)[..., None] * (eye - beta * m.k[..., :, None] * m.k[..., None, :])
+            X = beta * m.k[..., :, None] * m.v[..., None, :]
+            per_seq = lambda M, X: scan(GDNSemigroup(dk), (M, X))[1]  # noqa: E731
+            S = jax.vmap(jax.vmap(per_seq, in_axes=1, out_axes=1), in_axes=1, out_axes=1)(M, X)  # over batch, heads
+            o = jnp.einsum("tbhkv,tbhk->tbhv", S, m.q)
+            ys = cell.matrix.readout(p, o, None, x)
+            return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    elif cell.linear is not None:
+
+        def loss_fn(p, x):
+            a, b = cell.linear.coefficients(p, x)
+            shape = a.shape
+            a, b = a.reshape(T, B, -1), b.reshape(T, B, -1)
+            semigroup = (LRUSemigroup if jnp.iscomplexobj(a) else S6Semigroup)(a.shape[-1])
+            hs = jax.vmap(lambda a, b: scan(semigroup, (a, b))[1], in_axes=1, out_axes=1)(a, b)
+            ys = cell.linear.readout(p, hs.reshape(shape), x)
+            return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    else:
+        raise ValueError(f"memax's scans need a linear or matrix form; {kind!r} has neither")
+    return _jax_impl("memax semigroup_scan (associative)", loss_fn, params, xs)
+
+
+def recurrentgemma_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
+    """RecurrentGemma's `scan.linear_scan` (the RG-LRU's scan; on the CPU its native
+    `lax.scan`, unrolled 128 steps as its RG-LRU layer calls it), fed rnnjax's coefficients."""
+    from recurrentgemma.jax import scan as rg_scan
+
+    cell, params, xs = _cell_inputs(kind, T, B, I, H, dtype)
+    if cell.linear is None:
+        raise ValueError(f"recurrentgemma's linear_scan needs a linear form; {kind!r} has none")
+
+    def loss_fn(p, x):
+        a, b = cell.linear.coefficients(p, x)
+        hs, _ = rg_scan.linear_scan(x=jnp.swapaxes(b, 0, 1), a=jnp.swapaxes(a, 0, 1), unroll=128)  # batch-major
+        ys = cell.linear.readout(p, jnp.swapaxes(hs, 0, 1), x)
+        return jnp.mean(jnp.square(ys.astype(jnp.float32)))
+
+    return _jax_impl("recurrentgemma linear_scan (lax.scan, unroll 128)", loss_fn, params, xs)
+
+
 IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax": rnnjax_impl,
     "rnnjax-scan": lambda *a: rnnjax_impl(*a, kernel=False),
@@ -337,6 +414,8 @@ IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=64),
     "rnnjax-chunk128": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=128),
     "mlstm-kernels": lambda *a: mlstm_kernels_impl(*a),
+    "memax": memax_impl,
+    "recurrentgemma": recurrentgemma_impl,
     "rnnjax-hoisted": rnnjax_hoisted_impl,
     "flax": flax_impl,
     "flax-optimized": lambda *a: flax_impl(*a, optimized=True),
@@ -350,4 +429,9 @@ PEERS_FOR = {
     "lstm": ("flax", "flax-optimized", "equinox", "torch", "jax-cudnn", "rnnjax-hoisted"),
     "gru": ("flax", "equinox", "torch", "rnnjax-hoisted"),
     "mlstm": ("mlstm-kernels",),
+    "deltanet": ("memax",),
+    "gated_deltanet": ("memax",),
+    "lru": ("memax",),
+    "s6": ("memax",),
+    "rglru": ("recurrentgemma",),
 }

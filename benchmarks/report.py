@@ -40,6 +40,7 @@ def tables(result: dict) -> str:
         f"versions {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
         f"Shapes: I={result['config']['input']}, H={result['config']['hidden']}, B={result['config']['batch']}, "
         f"{result['config']['dtype']}. Loss check: {result['loss_check']}.",
+        *([f"Note: {result['note']}"] if result.get("note") else []),
         "",
     ]
     recs = [r for r in result["records"] if "train" in r]

@@ -99,8 +99,15 @@ def applicable(impl: str, kind: str) -> bool:
 # for matrix-memory cells: the quadratic form holds a [T, T] matrix per head and example, and
 # mlstm-kernels' native JAX kernel unrolls a Python loop over chunks (at T = 16,384 it ran past 11 GB
 # and 7 minutes of compilation on the 2-core machine); the chunk-size variants other than the
-# default and 64 stop at 4096 to keep a full run within about half an hour there
-MAX_SEQ_LEN = {"rnnjax-parallel": 4096, "mlstm-kernels": 4096, "rnnjax-chunk16": 4096, "rnnjax-chunk128": 4096}
+# default and 64 stop at 4096 to keep a full run within about half an hour there; memax's associative
+# scan multiplies [dk, dk] matrices at every step of every level (2 s for a training step at T = 64)
+MAX_SEQ_LEN = {
+    "rnnjax-parallel": 4096,
+    "mlstm-kernels": 4096,
+    "rnnjax-chunk16": 4096,
+    "rnnjax-chunk128": 4096,
+    "memax": 1024,
+}
 
 
 def seq_lens_for(impl: str, kind: str, seq_lens: list[int]) -> list[int]:

@@ -5,6 +5,7 @@ python -m experiments train adding --set cell=gru seq_len=200
 python -m experiments train adding --resume         # continue runs/adding
 python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
 python -m experiments study                         # the vanishing-gradient study (main job)
+python -m experiments recall --quick                # the recall study: accuracy against state size
 python -m experiments predict runs/sentiment "The food is bad"
 """
 
@@ -106,6 +107,24 @@ def _study(args) -> int:
     return 0
 
 
+def _recall(args) -> int:
+    import dataclasses
+
+    from experiments import recall_study as study
+
+    cfg = study.SMOKE if args.smoke else study.QUICK if args.quick else study.StudyConfig()
+    if args.mixers:
+        from experiments.backbone import mixer_names
+
+        unknown = [m for m in args.mixers if m not in mixer_names()]
+        if unknown:
+            raise config_lib.ConfigError(f"--mixers: unknown {unknown}; choose from: {', '.join(mixer_names())}")
+        cfg = dataclasses.replace(cfg, mixers=tuple(args.mixers))
+    variant = "-smoke" if args.smoke else "-quick" if args.quick else ""
+    study.run(cfg, args.workdir or f"runs/recall{variant}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +179,14 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--smoke", action="store_true")
     st.add_argument("--workdir")
     st.set_defaults(fn=_study)
+
+    r = sub.add_parser("recall", help="the recall study: MQAR / selective copy / induction accuracy against state size")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="a smaller grid: about 10 minutes on 2 CPU cores")
+    g.add_argument("--smoke", action="store_true", help="the tiny grid the test suite runs")
+    r.add_argument("--mixers", nargs="+", help="only these mixers (registered cells, attention, swa)")
+    r.add_argument("--workdir", help="run folder (default runs/recall, runs/recall-quick, runs/recall-smoke)")
+    r.set_defaults(fn=_recall)
     return p
 
 

@@ -146,16 +146,20 @@ def check(config: TrainConfig) -> None:
 
     import rnnjax
 
-    if config.cell not in rnnjax.cells.names():
+    if getattr(config, "backbone", False):
+        from experiments.backbone import mixer_names
+
+        if config.cell not in mixer_names():
+            raise ConfigError(f"cell={config.cell!r} is not a token mixer; choose one of: {', '.join(mixer_names())}")
+    elif config.cell not in rnnjax.cells.names():
         raise ConfigError(
             f"cell={config.cell!r} is not a registered cell; choose one of: {', '.join(rnnjax.cells.names())}"
         )
     for key, kind in _field_types(type(config)).items():
         value = getattr(config, key)
-        if kind is int and value < (0 if key in ("seed", "warmup_steps") else 1):
-            raise ConfigError(
-                f"config key {key!r} must be >= {0 if key in ('seed', 'warmup_steps') else 1}, got {value}"
-            )
+        least = 0 if key in ("seed", "warmup_steps", "conv") else 1  # conv=0: no convolution
+        if kind is int and value < least:
+            raise ConfigError(f"config key {key!r} must be >= {least}, got {value}")
         if kind is float and not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be finite, got {value}")
     for key in ("learning_rate", "grad_clip"):

@@ -64,7 +64,23 @@ class SequenceModel(NamedTuple):
         return hs @ params["head"]["w"] + params["head"]["b"]
 
 
-def build(task: Task, config) -> SequenceModel:
+def build(task: Task, config):
+    """The model of a run: the residual backbone (`experiments.backbone`) when the config asks
+    for it, else the stacked cells of `SequenceModel`."""
+    if getattr(config, "backbone", False):
+        from experiments.backbone import Backbone
+
+        return Backbone(
+            mixer=config.cell,
+            width=config.hidden_size,
+            num_layers=config.num_layers,
+            vocab_size=task.vocab_size,
+            output_size=task.output_size,
+            conv=config.conv,
+            num_heads=config.num_heads,
+            window=config.window,
+            readout=task.readout,
+        )
     cells = tuple(rnnjax.cells.get(config.cell, hidden_size=config.hidden_size) for _ in range(config.num_layers))
     return SequenceModel(
         cells=cells,

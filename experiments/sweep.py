@@ -20,6 +20,24 @@ from experiments import config as config_lib
 from experiments import train as train_lib
 
 
+def finish_study(workdir: Path, name: str, study: Any, table: str, t0: float, progress: bool) -> dict[str, Any]:
+    """Write a study's `summary.json` (time, backend, its config) and print its table; `name` is the
+    stem of its `.md` table and `.png` figure, already written."""
+    import dataclasses
+    import time
+
+    import jax
+
+    elapsed = time.perf_counter() - t0
+    summary = {"seconds": round(elapsed, 1), "backend": jax.default_backend(), "study": dataclasses.asdict(study)}
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if progress:
+        print()
+        print(table)
+        print(f"figure: {workdir / (name + '.png')}   table: {workdir / (name + '.md')}   ({elapsed:.0f} s)")
+    return summary
+
+
 def metric_of(summary: dict[str, Any]) -> tuple[str, float]:
     """The headline held-out metric of a run: MSE for regression, else the loss."""
     ev = summary["eval"]

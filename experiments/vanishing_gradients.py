@@ -146,13 +146,7 @@ def run(
     (workdir / "vanishing.md").write_text(table)
     (workdir / "gradient_norms.json").write_text(json.dumps(norms) + "\n")
     plot_study(rows, norms, study, workdir / "vanishing.png")
-    elapsed = time.perf_counter() - t0
-    summary = {"seconds": round(elapsed, 1), "backend": jax.default_backend(), "study": dataclasses.asdict(study)}
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if progress:
-        print()
-        print(table)
-        print(f"figure: {workdir / 'vanishing.png'}   table: {workdir / 'vanishing.md'}   ({elapsed:.0f} s)")
+    summary = sweep_lib.finish_study(workdir, "vanishing", study, table, t0, progress)
     return {"rows": rows, "norms": norms, "table": table, **summary}
 
 

@@ -44,17 +44,27 @@ def _where_valid(valid: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree_util.tree_map(select, new, old)
 
 
-def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False) -> str:
+# on the CPU, `auto` runs a linear cell's parallel scan up to this many carry elements per step
+PARALLEL_CPU_MAX_CARRY = 4096
+
+
+def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False, carry_size: int | None = None) -> str:
     """The unroll method `auto` stands for, for this cell on the default backend.
 
     Rule (the measurements are in docs/benchmarks.md and docs/modern.md):
     matrix-memory cells take the chunkwise form (faster than their sequential
     scan in training from T = 256 on, on the 2-core CPU, and it stores one state per
     chunk), unless `needs_scan` (the call asks for remat, truncation or an
-    unroll factor). The parallel associative scan does O(T log T) work in
-    O(log T) depth; it pays where many cores wait for work (GPU, TPU). On CPU
-    the sequential scan was faster, so `auto` is "parallel" only for cells
-    with a linear form on a non-CPU backend (not yet measured on one).
+    unroll factor). Cells with a linear form take the parallel associative scan
+    (O(T log T) work in O(log T) depth) on a non-CPU backend, where many cores
+    wait for work (not yet measured on one), and on the CPU when a step's carry
+    is small, `carry_size <= PARALLEL_CPU_MAX_CARRY` elements over the batch:
+    there the sequential scan's per-step cost is overhead, not arithmetic. On
+    the 2-core CPU the parallel scan trained 1.2-3.3x faster with 1,024
+    elements per step (RG-LRU, LRU, S5 at batch 4) and the sequential scan
+    1.4-2.1x faster with 8,192 (LRU, minGRU at batch 32) and 16,384 (S6 at
+    batch 4); the threshold lies between. Without `carry_size`, CPU picks the
+    sequential scan.
     """
     if method not in METHODS:
         raise ValueError(f"rnnjax.unroll: `method` must be one of {list(METHODS)}, got {method!r}")
@@ -72,7 +82,12 @@ def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False) -> str:
     if method == "auto":
         if cell.matrix is not None and not needs_scan:
             return "chunkwise"
-        return "parallel" if cell.linear is not None and jax.default_backend() != "cpu" else "sequential"
+        if cell.linear is None or needs_scan:
+            return "sequential"
+        if jax.default_backend() != "cpu":
+            return "parallel"
+        small = carry_size is not None and carry_size <= PARALLEL_CPU_MAX_CARRY
+        return "parallel" if small else "sequential"
     return method
 
 
@@ -175,7 +190,8 @@ def unroll(
         resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
     chunk = checks.chunk_length(fn, remat, truncation, T)
     # auto: options only the scan has (an unroll factor, remat, truncation) keep the scan
-    method = resolve_method(cell, method, needs_scan=bool(chunk) or unroll not in (1, False))
+    carry_size = sum(int(jnp.size(leaf)) for leaf in jax.tree_util.tree_leaves(initial_carry))
+    method = resolve_method(cell, method, needs_scan=bool(chunk) or unroll not in (1, False), carry_size=carry_size)
     if chunk and method != "sequential":
         raise ValueError(f"{fn}: `remat` and `truncation` apply to method='sequential' only, got method={method!r}")
     chunk_size = checks.chunk_size(fn, chunk_size, method, None if cell.matrix is None else cell.matrix.chunk_size)

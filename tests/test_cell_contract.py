@@ -55,6 +55,10 @@ def test_auto_method_rule(monkeypatch):
     linear, nonlinear = rnnjax.cells.mingru(4), rnnjax.cells.gru(4)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert resolve_method(linear, "auto") == "sequential"
+    assert resolve_method(linear, "auto", carry_size=1024) == "parallel"  # small steps: overhead-bound
+    assert resolve_method(linear, "auto", carry_size=8192) == "sequential"
+    assert resolve_method(linear, "auto", carry_size=1024, needs_scan=True) == "sequential"
+    assert resolve_method(nonlinear, "auto", carry_size=16) == "sequential"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert resolve_method(linear, "auto") == "parallel"
     assert resolve_method(nonlinear, "auto") == "sequential"

@@ -71,8 +71,7 @@ def test_gradient_table_is_the_committed_gradcheck_output():
     assert _table_after((ROOT / "docs" / "gradient-checking.md").read_text(), r"^Worst relative error over all") == want
     with_reference = {s.name for s in rnnjax.cells.specs() if s.reference is not None}
     listed = {row.split("|")[1].strip() for row in want[2:]}
-    # the committed CLI run covers the classic cells; tests/test_reference.py runs the same grid for every cell
-    assert listed <= with_reference
+    assert listed == with_reference  # every cell with a reference, i.e. every registered cell
     for row in want[2:]:
         assert float(row.split("|")[3]) <= 1e-10, row  # what tests/test_reference.py asserts
 

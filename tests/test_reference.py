@@ -2,7 +2,7 @@
 
 The grid is the foundation issue's (12 of its 32 cases per cell in the default
 suite, all with `-m slow`; see `_in_default_suite`): T in (1, 2, 7, 50), hidden sizes (1, 4,
-16; multiples of the heads, (2, 4, 16), for multi-head cells), batch
+16; 2, 4 and 8 units per head for multi-head cells), batch
 shapes ((), (3,)), with and without lengths, for every registered
 cell that has a reference. float64 must agree to 1e-10 relative on every leaf
 (outputs, final carry, and the gradients of every parameter, the initial carry
@@ -88,3 +88,23 @@ def test_reference_lstm_matches_finite_differences_of_itself():
             minus[key][idx] -= eps
             numeric[idx] = (loss(plus) - loss(minus)) / (2 * eps)
         np.testing.assert_allclose(grads[key], numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_relative_error_reads_a_zero_reference_absolutely():
+    """A reference leaf that is zero up to rounding (LSTM-with-layer-norm's d c_0 at one hidden unit:
+    a layer norm over one unit is constant) is compared absolutely; anything larger relatively."""
+    from rnnjax.gradcheck import relative_error
+
+    assert relative_error(np.array([0.0, -4.4e-16]), np.array([-4.7e-17, -4.0e-16])) < 1e-15
+    assert relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 2e-9])) == pytest.approx(1e-9, rel=1e-3)
+    assert relative_error(np.array([1e-11]), np.array([2e-11])) == pytest.approx(0.5)  # above the floor: relative
+
+
+def test_lstm_layernorm_refuses_one_unit():
+    """What the CLI's full grid caught (T = 50, one hidden unit): a layer norm over one unit is constant, the
+    cell state's gradient is rounding noise amplified by 1/sqrt(eps), so the cell refuses the size."""
+    import rnnjax
+
+    with pytest.raises(ValueError, match="layer_norm=True needs hidden_size >= 2"):
+        rnnjax.cells.get("lstm_layernorm", hidden_size=1)
+    rnnjax.cells.get("lstm", hidden_size=1)  # without the layer norm one unit is fine

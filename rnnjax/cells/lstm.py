@@ -81,6 +81,11 @@ def lstm(
     """
     H = base.check_hidden_size("lstm", hidden_size)
     dtype = base.check_dtype("lstm", dtype)
+    if layer_norm and H < 2:
+        raise ValueError(
+            f"lstm: layer_norm=True needs hidden_size >= 2 (a layer norm over one unit is constant: "
+            f"the cell state would not reach the output), got hidden_size={H}"
+        )
 
     def init(key, input_size):
         input_size = base.check_input_size(input_size)

@@ -3,7 +3,7 @@
 Forward, for t = 1..T, per head h (key-major state S[h] of shape [dk, dv]):
     q = x_t W_q / sqrt(dk),  k = x_t W_k,  v = x_t W_v,   split into heads
     z = (x_t W_a1) W_a2 + b_a,   log_alpha = log_sigmoid(z) / tau,   alpha = exp(log_alpha)
-    S_t[h] = alpha[h][:, None] * S_{t-1}[h] + outer(k[h], v[h])
+    S_t[h] = alpha[h, :, None] * S_{t-1}[h] + outer(k[h], v[h])
     o[h] = S_t[h]^T q[h],   g = x_t W_g,   y_t = concat(o) * silu(g)
 """
 

@@ -1,6 +1,6 @@
 """Manual BPTT for the mLSTM (xLSTM's matrix memory), in NumPy float64, in the paper's stabilised form.
 
-Forward, for t = 1..T, per head h (C[h] key-major [dk, dv], n[h] [dk], m[h] a scalar):
+Forward, for t = 1..T, per head h (C[h] key-major, dk x dv; n[h] of length dk; m[h] a scalar):
     q = x_t W_q,  k = x_t W_k / sqrt(dk),  v = x_t W_v,   split into heads
     i~ = x_t w_i + b_i,   f~ = x_t w_f + b_f,   log_f = log_sigmoid(f~)
     m_t = max(log_f + m_{t-1}, i~)                             the stabiliser
