@@ -111,7 +111,7 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
         cli(["train"])
     assert cli(["train", "addition", "--smoke"]) == 2
     assert (
-        "unknown experiment 'addition'; available: adding, charlm, copy, digits, forecast, sentiment"
+        "unknown experiment 'addition'; available: adding, charlm, copy, digits, forecast, recall, sentiment"
         in capsys.readouterr().err
     )
 
