@@ -152,5 +152,9 @@ def test_study_smoke_writes_table_and_figure_and_resumes(tmp_path):
     assert len(rows) == len(study.settings) * 2
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["state_bytes"] > 0 for r in rows)
     assert "| attention |" in out["table"] and "| gru |" in out["table"]
+    summaries = sorted(tmp_path.glob("runs/*/*/summary.json"))
+    assert len(summaries) == len(rows)
+    stamps = [p.stat().st_mtime_ns for p in summaries]
     again = recall_study.run(study, tmp_path, progress=False)  # finished runs are read back, not retrained
+    assert [p.stat().st_mtime_ns for p in summaries] == stamps
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in rows]
