@@ -9,9 +9,9 @@ The core (`rnnjax.cells`, `rnnjax.unroll`, `rnnjax.reference`) imports only
 JAX and NumPy; framework adapters live at the edge.
 """
 
-from rnnjax import cells, reference
+from rnnjax import cells, reference, seq2seq
 from rnnjax.unrolling import sequence_mask, unroll
 
 __version__ = "0.1.0"
 
-__all__ = ["cells", "reference", "sequence_mask", "unroll", "__version__"]
+__all__ = ["cells", "reference", "seq2seq", "sequence_mask", "unroll", "__version__"]

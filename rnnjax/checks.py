@@ -38,13 +38,21 @@ def check_cell(fn: str, cell: Any) -> None:
 
 
 def check_params(fn: str, cell: Cell, params: Any, input_size: int) -> None:
-    """`params` must have the tree structure and shapes that `cell.init` makes."""
+    """`params` must have the tree structure and shapes that `cell.init` makes.
+
+    A `None` in `init`'s params is a slot filled at run time (the source an
+    attention decoder attends to, `rnnjax.seq2seq.attach`): whatever is there is not checked.
+    """
     expected = jax.eval_shape(lambda k: cell.init(k, input_size), jax.random.key(0))
     exp_paths = dict(jax.tree_util.tree_flatten_with_path(expected)[0])
+    slots = [
+        p for p, leaf in jax.tree_util.tree_flatten_with_path(expected, is_leaf=lambda x: x is None)[0] if leaf is None
+    ]
     try:
         got_paths = dict(jax.tree_util.tree_flatten_with_path(params)[0])
     except Exception as err:  # pragma: no cover - exotic pytrees
         raise TypeError(f"{fn}: `params` must be a pytree of arrays, got {type(params).__name__}") from err
+    got_paths = {p: v for p, v in got_paths.items() if not any(p[: len(s)] == s for s in slots)}
     if set(exp_paths) != set(got_paths):
         names = lambda ps: sorted(jax.tree_util.keystr(p) for p in ps)  # noqa: E731
         raise ValueError(
