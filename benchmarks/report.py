@@ -36,7 +36,7 @@ def tables(result: dict) -> str:
     peak = m.get("matmul_peak_gflops")
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, backend {m['backend']} ({', '.join(m['devices'])}); "
-        f"measured float32 matmul peak {peak:.1f} GFLOP/s; {m['date']}; "
+        f"measured float32 matmul peak {f'{peak:.1f} GFLOP/s' if peak else 'not measured'}; {m['date']}; "
         f"versions {', '.join(f'{k} {v}' for k, v in m['versions'].items() if v)}.",
         f"Shapes: I={result['config']['input']}, H={result['config']['hidden']}, B={result['config']['batch']}, "
         f"{result['config']['dtype']}. Loss check: {result['loss_check']}.",
@@ -127,6 +127,8 @@ def plots(result: dict, stem: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     outs = []
+    m = result["machine"]
+    device = f"{m['backend']}: {m['devices'][0]}" if m["backend"] != "cpu" else f"cpu: {m['cpu']}, {m['cores']} cores"
     recs = [r for r in result["records"] if "train" in r]
     for kind in dict.fromkeys(r["kind"] for r in recs):
         kr = [r for r in recs if r["kind"] == kind]
@@ -142,7 +144,7 @@ def plots(result: dict, stem: Path) -> list[Path]:
         for ax, title, unit in zip(
             axes, ("training step", "forward", "training memory (XLA estimate)"), ("ms", "ms", "MB"), strict=True
         ):
-            ax.set_title(f"{kind}: {title}")
+            ax.set_title(f"{kind}: {title} [{device}]")
             ax.set_xlabel("sequence length T")
             ax.set_ylabel(unit)
             ax.grid(True, which="both", alpha=0.3)

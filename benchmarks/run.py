@@ -139,7 +139,11 @@ def check_losses(records: list[dict], rtol: float) -> list[str]:
     for rec in records:
         if "loss" not in rec:
             continue
-        same = [r for r in records if "loss" in r and r["kind"] == rec["kind"] and r["T"] == rec["T"]]
+        same = [
+            r
+            for r in records
+            if "loss" in r and r["kind"] == rec["kind"] and r["T"] == rec["T"] and r.get("dtype") == rec.get("dtype")
+        ]
         ref = next((r for r in same if r.get("impl") == "rnnjax"), same[0])
         if ref is rec:
             continue

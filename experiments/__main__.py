@@ -7,6 +7,8 @@ python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --see
 python -m experiments study                         # the vanishing-gradient study (main job)
 python -m experiments recall --quick                # the recall study: accuracy against state size
 python -m experiments predict runs/sentiment "The food is bad"
+python -m experiments predict runs/translate "nine hundred and ninety-nine"
+python -m experiments predict runs/segment "thefoodisbad"
 """
 
 from __future__ import annotations
@@ -63,10 +65,14 @@ def _predict(args) -> int:
     from experiments import train
 
     _, task, model, params = train.load_run(args.run)
+    if "predict" in task.extra:  # translate, segment: one line of text per input
+        for line in task.extra["predict"](model, params, args.texts):
+            print(line)
+        return 0
     predict_proba = task.extra.get("predict_proba")
     if predict_proba is None:
         raise config_lib.ConfigError(
-            f"run {args.run} is a {task.name!r} run; predict works on text classifiers (sentiment)"
+            f"run {args.run} is a {task.name!r} run; predict works on runs of sentiment, translate and segment"
         )
     probs = predict_proba(model, params, args.texts)
     classes = task.extra["classes"]
@@ -159,9 +165,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--process-id", type=int, help="multi-host: this process's index")
     t.set_defaults(fn=_train)
 
-    pr = sub.add_parser("predict", help="classify sentences with a trained sentiment run")
-    pr.add_argument("run", help="the run folder, e.g. runs/sentiment")
-    pr.add_argument("texts", nargs="+", help='sentences, e.g. "The food is bad"')
+    pr = sub.add_parser("predict", help="run a trained sentiment, translate or segment model on your text")
+    pr.add_argument("run", help="the run folder, e.g. runs/sentiment, runs/translate, runs/segment")
+    pr.add_argument("texts", nargs="+", help='e.g. "The food is bad", "twenty-seven", "thefoodisbad"')
     pr.set_defaults(fn=_predict)
 
     s = sub.add_parser("sweep", help="one experiment over cells x one config axis x seeds")
@@ -198,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the run-folder and non-finite errors carry their own message
+        from experiments.tasks import InputError
         from experiments.tasks.data import DataError
         from experiments.train import NonFiniteError, RunFolderError
 
-        if isinstance(err, (RunFolderError, NonFiniteError, DataError, FileNotFoundError)):
+        if isinstance(err, (RunFolderError, NonFiniteError, DataError, FileNotFoundError, InputError)):
             print(f"error: {err}", file=sys.stderr)
             return 2
         raise

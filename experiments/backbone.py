@@ -138,6 +138,9 @@ class Backbone(NamedTuple):
             x = x + (jax.nn.silu(gate) * up) @ block["mlp"]["w_out"]
         return rms_norm(x, params["norm"]) @ params["head"]["w"] + params["head"]["b"]
 
+    def logits(self, params: dict[str, Any], batch) -> jax.Array:
+        return self.apply(params, batch["xs"], batch.get("lengths"))
+
     def state_bytes(self, params: dict[str, Any], seq_len: int) -> int:
         """Bytes of state the model carries from one token to the next while generating, per
         sequence, over all layers (Zoology's x-axis): the recurrent carry; for attention, the

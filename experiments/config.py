@@ -157,11 +157,22 @@ def check(config: TrainConfig) -> None:
         )
     for key, kind in _field_types(type(config)).items():
         value = getattr(config, key)
-        least = 0 if key in ("seed", "warmup_steps", "conv") else 1  # conv=0: no convolution
+        # 0 means "none" for these: conv=0 no convolution, max_letters=0 all the text
+        least = 0 if key in ("seed", "warmup_steps", "conv", "max_letters") else 1
         if kind is int and value < least:
             raise ConfigError(f"config key {key!r} must be >= {least}, got {value}")
         if kind is float and not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be finite, got {value}")
+    if getattr(config, "seq2seq", False):
+        from rnnjax.seq2seq import SCORES
+
+        if config.attention not in ("none", *SCORES):
+            raise ConfigError(f"attention={config.attention!r}: choose one of none, {', '.join(SCORES)}")
+        if config.attention == "dot" and config.bidirectional:
+            raise ConfigError(
+                "attention='dot' compares the decoder's state with the encoder's outputs, which are twice as "
+                "wide with bidirectional=true; use attention=general or additive, or bidirectional=false"
+            )
     for key in ("learning_rate", "grad_clip"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {getattr(config, key)}")

@@ -94,10 +94,11 @@ class DataParallel:
 
 
 def batch_axes(task, batch: dict[str, np.ndarray]) -> dict[str, int]:
-    """The batch axis of each array of a task's batch: time-major arrays have it at 1."""
+    """The batch axis of each array of a task's batch: time-major arrays have it at 1, per-sequence
+    arrays (`lengths`, `target_lengths`, one label per sequence) at 0."""
     axes = {}
     for key in batch:
-        if key == "lengths" or (key == "ys" and task.readout == "last"):
+        if key == "lengths" or (key == "ys" and task.readout == "last") or np.ndim(batch[key]) == 1:
             axes[key] = 0
         else:
             axes[key] = 1

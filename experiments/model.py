@@ -1,4 +1,6 @@
-"""The model every experiment trains: [embedding] -> stacked rnnjax cells -> linear head.
+"""The models the experiments train: [embedding] -> stacked rnnjax cells -> linear head (most),
+the residual backbone (`experiments/backbone.py`, the recall study) and the encoder-decoder
+(`experiments/seq2seq.py`, translation). Each has `init(key)` and `logits(params, batch)`.
 
 Pure functions over a params dict `{"embed"?, "layers": [cell params...], "head"}`.
 """
@@ -11,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import rnnjax
+import rnnjax.layers
 from experiments.tasks import Task
 
 
@@ -22,6 +25,7 @@ class SequenceModel(NamedTuple):
     output_size: int
     readout: str  # "last" | "all"
     unroll: int = 1
+    bidirectional: bool = False  # every layer reads both ways (outputs concatenated); readout "all" only
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         keys = jax.random.split(key, len(self.cells) + 2)
@@ -34,8 +38,13 @@ class SequenceModel(NamedTuple):
             size = self.embed_size
         layers = []
         for cell, k in zip(self.cells, keys[: len(self.cells)], strict=True):  # keys[-1] is the embedding's
-            layers.append(cell.init(k, size))
-            size = cell.output_size
+            if self.bidirectional:
+                k_fw, k_bw = jax.random.split(k)
+                layers.append((cell.init(k_fw, size), cell.init(k_bw, size)))
+                size = 2 * cell.output_size
+            else:
+                layers.append(cell.init(k, size))
+                size = cell.output_size
         params["layers"] = layers
         params["head"] = {
             "w": jax.nn.initializers.lecun_normal()(keys[-2], (size, self.output_size)),
@@ -48,8 +57,15 @@ class SequenceModel(NamedTuple):
         if self.vocab_size is not None:
             xs = params["embed"][xs]
         for cell, p in zip(self.cells, params["layers"], strict=True):
-            _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, unroll=self.unroll)
+            if self.bidirectional:
+                _, xs = rnnjax.layers.bidirectional(cell, cell, p, xs, lengths=lengths, unroll=self.unroll)
+            else:
+                _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, unroll=self.unroll)
         return xs
+
+    def logits(self, params, batch):
+        """The predictions `loss_and_metrics` scores, from a batch."""
+        return self.apply(params, batch["xs"], batch.get("lengths"))
 
     def apply(self, params, xs, lengths=None):
         """Predictions: `[B, O]` for readout "last", `[T, B, O]` for "all"."""
@@ -67,6 +83,18 @@ class SequenceModel(NamedTuple):
 def build(task: Task, config):
     """The model of a run: the residual backbone (`experiments.backbone`) when the config asks
     for it, else the stacked cells of `SequenceModel`."""
+    if getattr(config, "seq2seq", False):
+        from experiments.seq2seq import Translator
+
+        return Translator(
+            cell=config.cell,
+            hidden_size=config.hidden_size,
+            embed_size=config.embed_size,
+            source_vocab=task.vocab_size,
+            target_vocab=task.output_size,
+            attention=config.attention,
+            bidirectional=config.bidirectional,
+        )
     if getattr(config, "backbone", False):
         from experiments.backbone import Backbone
 
@@ -90,12 +118,13 @@ def build(task: Task, config):
         output_size=task.output_size,
         readout=task.readout,
         unroll=config.unroll,
+        bidirectional=getattr(config, "bidirectional", False),
     )
 
 
 def loss_and_metrics(model: SequenceModel, task: Task, params, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch, and metrics (accuracy for classification)."""
-    preds = model.apply(params, batch["xs"], batch.get("lengths"))
+    preds = model.logits(params, batch)
     if task.loss == "mse":
         loss = jnp.mean((preds - batch["ys"]) ** 2)
         return loss, {"loss": loss, "mse": loss}

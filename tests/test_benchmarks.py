@@ -166,3 +166,33 @@ def test_tiny_matrix_cell_run(tmp_path):
     measured = {(r["impl"], r["T"]) for r in result["records"] if "train" in r}
     assert {(i, T) for i in ("rnnjax", "rnnjax-seq", "rnnjax-chunk16", "rnnjax-parallel") for T in (5, 9)} <= measured
     assert run.seq_lens_for("rnnjax-parallel", "deltanet", [256, 4096, 16384]) == [256, 4096]
+
+
+def test_accelerator_check_tiny_runs_every_step(tmp_path):
+    """`python -m benchmarks.accelerator --tiny`: the GPU check's code paths at toy sizes on the CPU."""
+    from benchmarks import accelerator
+
+    out = tmp_path / "tiny.json"
+    assert accelerator.main(["--tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["tests"]["returncode"] == 0 and "passed" in result["tests"]["summary"]
+    det = result["determinism"]
+    assert det["identical"] and len(det["digests"][0]) == 64  # two sha256 digests, equal
+    assert result["loss_check"] == "all implementations agree"
+    timed = {(r["section"], r["dtype"]) for r in result["records"] if "train" in r}
+    assert timed == {(s, d) for s, _, _ in accelerator.SWEEP for d in ("float32", "bfloat16")}
+    md = out.with_suffix(".md").read_text()
+    assert "## float32" in md and "## bfloat16" in md
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(
+        f"tiny-{d}-{kinds[0]}.png" for _, kinds, _ in accelerator.SWEEP for d in ("float32", "bfloat16")
+    )
+
+
+def test_accelerator_determinism_check_fails_when_a_run_fails(monkeypatch):
+    from benchmarks import accelerator
+
+    class Failed:
+        returncode, stdout, stderr = 1, "", "boom"
+
+    monkeypatch.setattr(accelerator.subprocess, "run", lambda *a, **k: Failed())
+    assert accelerator.check_determinism("cpu", timeout=1)["identical"] is False

