@@ -19,6 +19,12 @@ Non-finite values: a step whose loss or gradient norm is NaN or Inf is skipped
 (params and optimiser state are left as they were) and counted in
 `nonfinite_steps`; after `max_nonfinite` skipped steps in a row the run stops
 with an error naming the step. Such state is never checkpointed.
+
+The loop does not wait for the device between log, eval and checkpoint
+points: the step counter is kept on the host and the non-finite counts on the
+device, so the next batch is prepared while the device computes (a run of
+non-finite steps is noticed at the next such point; the error names the step
+at which it reached `max_nonfinite`).
 """
 
 from __future__ import annotations
@@ -113,6 +119,19 @@ def make_update_fn(model, task: Task, tx: optax.GradientTransformation):
         return new_state, {**metrics, "grad_norm": grad_norm, "finite": finite}
 
     return jax.jit(update, donate_argnums=0)
+
+
+@jax.jit
+def _count_nonfinite(health: dict[str, jax.Array], finite: jax.Array, step: jax.Array, limit: jax.Array):
+    """On the device, so that the host reads it only at log and checkpoint points: the current run of
+    non-finite steps, their total, and the step at which a run first reached `limit` (-1: never)."""
+    streak = jnp.where(finite, 0, health["streak"] + 1)
+    hit = (health["limit_step"] < 0) & (streak >= limit)
+    return {
+        "streak": streak,
+        "total": health["total"] + (~finite).astype(jnp.int32),
+        "limit_step": jnp.where(hit, step, health["limit_step"]),
+    }
 
 
 def make_eval_fn(model, task: Task):
@@ -319,33 +338,41 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
     t0, consecutive_bad, nonfinite = time.perf_counter(), 0, 0
     last_eval: dict[str, float] = {}
     done_here = 0
+    # The host never waits for the device between these points: the step counter lives on the host,
+    # the non-finite counts on the device (read at log, eval and checkpoint points), and the next
+    # batch is made while the device still computes the last step (JAX dispatches asynchronously).
+    health = {"streak": jnp.int32(0), "total": jnp.int32(0), "limit_step": jnp.int32(-1)}
+    limit = jnp.int32(max_nonfinite)
+    step = start
     try:
-        while int(state.step) < config.steps:
-            step = int(state.step)
+        while step < config.steps:
             batch = task.train_batch(step)
             if parallel is not None:
                 batch = parallel.place_batch(batch, distributed.batch_axes(task, batch))
             state, metrics = update(state, batch)
             done_here += 1
             step += 1
-            if not bool(metrics["finite"]):
-                consecutive_bad += 1
-                nonfinite += 1
-                if consecutive_bad >= max_nonfinite:
+            health = _count_nonfinite(health, metrics["finite"], jnp.int32(step), limit)
+            at_log = step % config.log_every == 0 or step == config.steps
+            at_eval = step % config.eval_every == 0 or step == config.steps
+            at_ckpt = step % config.checkpoint_every == 0 or step == config.steps
+            if at_log or at_eval or at_ckpt:
+                seen = jax.device_get(health)
+                consecutive_bad, nonfinite = int(seen["streak"]), int(seen["total"])
+                if seen["limit_step"] >= 0:
                     raise NonFiniteError(
-                        f"{consecutive_bad} consecutive steps with a non-finite loss or gradient, the last at step "
-                        f"{step}; the last checkpoint holds finite state. Lower learning_rate or grad_clip."
+                        f"{max_nonfinite} consecutive steps with a non-finite loss or gradient, the last at step "
+                        f"{int(seen['limit_step'])}; the last checkpoint holds finite state. "
+                        "Lower learning_rate or grad_clip."
                     )
-            else:
-                consecutive_bad = 0
-            if step % config.log_every == 0 or step == config.steps:
+            if at_log:
                 record = {"step": step, "split": "train", **{k: float(v) for k, v in metrics.items() if k != "finite"}}
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
-            if step % config.eval_every == 0 or step == config.steps:
+            if at_eval:
                 last_eval = evaluate(eval_fn, state.params, eval_batches)
                 log({"step": step, "split": "eval", **last_eval})
-            if (step % config.checkpoint_every == 0 or step == config.steps) and consecutive_bad == 0:
+            if at_ckpt and consecutive_bad == 0:
                 ckpt.save(state, meta_now(state))
             bar.update(1)
             if stop_after is not None and done_here >= stop_after:
@@ -354,8 +381,9 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
         bar.close()
         ckpt.close()
 
+    jax.block_until_ready(state)
     elapsed = time.perf_counter() - t0
-    if int(state.step) < config.steps:  # stopped early on request: leave the run resumable
+    if step < config.steps:  # stopped early on request: leave the run resumable
         return {"stopped_at": int(state.step)}
     if not last_eval:
         last_eval = evaluate(eval_fn, state.params, eval_batches)

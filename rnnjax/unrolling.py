@@ -107,6 +107,7 @@ def unroll(
     truncation: int | None = None,
     kernel: bool | None = None,
     chunk_size: int | None = None,
+    time_axis_name: str | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Run `cell` over the time axis of `xs`; returns `(final_carry, ys)`.
 
@@ -165,6 +166,16 @@ def unroll(
       chunk_size: steps per chunk for method="chunkwise" (default: the
         cell's `matrix.chunk_size`, chosen by measurement); any T works (the
         last chunk is padded with identity steps).
+      time_axis_name: the time axis is sharded over this mesh axis: call
+        `unroll` inside `jax.shard_map`, with `xs` (and `resets`) the device's
+        contiguous slice of the time axis, device k holding steps
+        `[k * T_local, (k + 1) * T_local)`; `lengths` count steps of the whole
+        sequence, and `initial_carry` is replicated. Each device scans its
+        slice from a zero state, the slices' summaries are gathered over the
+        axis, and each device corrects its states with the state entering its
+        slice. Returns the device's outputs and the global final carry (the
+        same on every device). For cells with a `LinearRecurrence` form;
+        see `sharded_linear_unroll`.
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
@@ -179,6 +190,20 @@ def unroll(
     checks.check_cell(fn, cell)
     if not hasattr(xs, "shape"):
         xs = jnp.asarray(xs)
+    if time_axis_name is not None:
+        return sharded_linear_unroll(
+            cell,
+            params,
+            xs,
+            time_axis_name,
+            initial_carry=initial_carry,
+            lengths=lengths,
+            reverse=reverse,
+            resets=resets,
+            time_major=time_major,
+            method=method,
+            unsupported={"remat": remat, "truncation": truncation, "unroll": unroll != 1, "kernel": kernel},
+        )
     T, batch_shape = checks.check_inputs(fn, cell, params, xs, time_major)
     if initial_carry is None:
         initial_carry = cell.initial_carry(params, batch_shape)
@@ -357,3 +382,114 @@ def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse):
     if mask is not None:
         ys = _where_valid(mask, ys, jnp.zeros_like(ys))
     return hs[0] if reverse else hs[-1], ys
+
+
+# --- the time axis sharded over devices ----------------------------------------------------
+
+
+def _compose(earlier, later):
+    """The map `h -> a2 (a1 h + b1) + b2` of two steps `h -> a h + b`, in order."""
+    a1, b1 = earlier
+    a2, b2 = later
+    return a2 * a1, a2 * b1 + b2
+
+
+def sharded_linear_unroll(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    axis_name: str,
+    *,
+    initial_carry: Carry | None = None,
+    lengths: ArrayLike | None = None,
+    reverse: bool = False,
+    resets: ArrayLike | None = None,
+    time_major: bool = True,
+    method: str = "auto",
+    unsupported: dict[str, Any] | None = None,
+) -> tuple[Carry, jax.Array]:
+    """`unroll(..., time_axis_name=axis_name)`: a linear cell over a time axis split across devices.
+
+    Inside `jax.shard_map` over a mesh axis `axis_name` of P devices, device k
+    holds steps `[k T_l, (k + 1) T_l)` of every sequence. With
+    `h_t = a_t * h_{t-1} + b_t`:
+
+    1. each device computes its `a_t, b_t` and scans them (associative scan)
+       from a zero state: `h_t = A_t * h_in + B_t` for the state `h_in` that
+       enters its slice, and `(A, B)` at the slice's end summarises it;
+    2. the P summaries are gathered over the axis (`lax.all_gather`), and each
+       device composes those of the slices before its own, starting from
+       `initial_carry`, to get its `h_in` (and all P, the global final carry);
+    3. it corrects its states, `h_t = A_t * h_in + B_t`, and reads out.
+
+    Exact: the same maps composed in another order. Gradients by autodiff
+    (the transpose of the gather is a reduce-scatter). Padded steps
+    (`lengths`) are identity maps; a reset step starts from `initial_carry`
+    (`a = 0`); with `reverse` the slices are composed from the last device to
+    the first, and a reset moves to the step before the segment's first, which
+    may lie on the next device (fetched with `lax.ppermute`).
+    """
+    fn = "rnnjax.unroll"
+    if cell.linear is None:
+        raise ValueError(
+            f"{fn}: time_axis_name needs a cell with a linear recurrence (h_t = a_t * h_(t-1) + b_t), and cell "
+            f"{cell.name!r} has none; its forms are {forms(cell)}"
+            + (" (matrix-memory cells are not sharded over time yet)" if cell.matrix is not None else "")
+        )
+    if method not in ("auto", "parallel"):
+        raise ValueError(
+            f"{fn}: time_axis_name runs the parallel form; method must be 'auto' or 'parallel', got {method!r}"
+        )
+    for name, value in (unsupported or {}).items():
+        if value not in (None, False, 0):
+            raise ValueError(f"{fn}: `{name}` does not apply with time_axis_name (the parallel form has no scan)")
+    T, batch_shape = checks.check_inputs(fn, cell, params, xs, time_major)
+    if not time_major:
+        xs = jnp.moveaxis(xs, -2, 0)
+    P = jax.lax.axis_size(axis_name)
+    k = jax.lax.axis_index(axis_name)
+    if initial_carry is None:
+        initial_carry = cell.initial_carry(params, batch_shape)
+    else:
+        checks.check_carry(fn, cell, params, initial_carry, batch_shape, "initial_carry")
+    h0 = initial_carry
+    a, b = cell.linear.coefficients(params, xs)
+    expand = lambda m: m.reshape(m.shape + (1,) * (a.ndim - m.ndim))  # noqa: E731
+    if resets is not None:
+        resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
+        if not time_major:
+            resets = jnp.moveaxis(resets, -1, 0)
+        if reverse:  # as in `unroll`: reset where the next step starts a segment, across devices too
+            first_of_next = jax.lax.ppermute(resets[:1], axis_name, [(j, j - 1) for j in range(1, P)])
+            resets = jnp.concatenate([resets[1:], first_of_next], axis=0)
+        r = expand(resets)
+        b = jnp.where(r, a * h0 + b, b)
+        a = jnp.where(r, jnp.zeros((), a.dtype), a)
+    mask = None
+    if lengths is not None:
+        lengths = jnp.asarray(lengths)
+        if tuple(lengths.shape) != tuple(batch_shape) or not jnp.issubdtype(lengths.dtype, jnp.integer):
+            raise ValueError(
+                f"{fn}: `lengths` must be integers of the batch shape {batch_shape}, "
+                f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+            )
+        mask = sequence_mask(lengths - k * T, T)  # steps of the whole sequence
+        valid = expand(mask)
+        a = jnp.where(valid, a, jnp.ones((), a.dtype))
+        b = jnp.where(valid, b, jnp.zeros((), b.dtype))
+    A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
+    end = 0 if reverse else -1
+    all_A, all_B = jax.lax.all_gather((A[end], B[end]), axis_name)  # [P, *batch, H]
+    order = range(P - 1, -1, -1) if reverse else range(P)
+    h_in, h = h0, h0
+    for j in order:  # P is static: a short loop over the devices' summaries
+        before = (j > k) if reverse else (j < k)
+        h_in = jnp.where(before, all_A[j] * h_in + all_B[j], h_in)
+        h = all_A[j] * h + all_B[j]
+    hs = A * h_in + B
+    ys = cell.linear.readout(params, hs, xs)
+    if mask is not None:
+        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
+    if not time_major:
+        ys = jnp.moveaxis(ys, 0, -2)
+    return h, ys

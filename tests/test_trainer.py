@@ -91,6 +91,31 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(tmp_path, monkeypatch):
     assert all(np.isnan(r["loss"]) for r in records if r["step"] > 2 and r["split"] == "train")
 
 
+def test_nonfinite_run_between_sync_points_names_the_step_it_reached_the_limit(tmp_path, monkeypatch):
+    """The host reads the non-finite count only at log/eval/checkpoint points; the error still names the
+    step at which the run of bad steps reached the limit, and nothing after it is checkpointed."""
+    real_make = train_lib.make_task
+
+    def make_task(name, config):
+        task = real_make(name, config)
+
+        def train_batch(step):
+            b = task.train_batch(step)
+            if step >= 2:  # updates 3, 4, 5, ... see NaN
+                b["xs"] = np.full_like(b["xs"], np.nan)
+            return b
+
+        return task._replace(train_batch=train_batch)
+
+    monkeypatch.setattr(train_lib, "make_task", make_task)
+    cfg = config_lib.resolve(
+        "adding", smoke=True, sets=["steps=20", "log_every=10", "eval_every=10", "checkpoint_every=10"]
+    )
+    with pytest.raises(train_lib.NonFiniteError, match=r"3 consecutive steps .* the last at step 5;"):
+        train_lib.train(cfg, tmp_path, progress=False, plot=False, max_nonfinite=3)
+    assert train_lib.Checkpoints(tmp_path / "checkpoints").latest_step() is None
+
+
 @pytest.mark.parametrize(
     "sets,message",
     [
