@@ -39,6 +39,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     log_every: int = 20
     unroll: int = 1
+    precision: str = "float32"  # "float32" | "bf16": compute in bfloat16, params and optimiser state float32
 
 
 class ConfigError(ValueError):
@@ -173,6 +174,8 @@ def check(config: TrainConfig) -> None:
                 "attention='dot' compares the decoder's state with the encoder's outputs, which are twice as "
                 "wide with bidirectional=true; use attention=general or additive, or bidirectional=false"
             )
+    if config.precision not in ("float32", "bf16"):
+        raise ConfigError(f"precision={config.precision!r}: choose float32 or bf16")
     for key in ("learning_rate", "grad_clip"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"config key {key!r} must be > 0, got {getattr(config, key)}")

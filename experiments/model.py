@@ -122,9 +122,34 @@ def build(task: Task, config):
     )
 
 
-def loss_and_metrics(model: SequenceModel, task: Task, params, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Mean loss over the batch, and metrics (accuracy for classification)."""
-    preds = model.logits(params, batch)
+PRECISIONS = {"float32": None, "bf16": jnp.bfloat16}
+
+
+def cast_floats(tree, dtype):
+    """Every real floating leaf of `tree` in `dtype` (ints, bools and complex leaves unchanged)."""
+
+    def cast(a):
+        a = jnp.asarray(a)
+        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    return jax.tree_util.tree_map(cast, tree)
+
+
+def loss_and_metrics(
+    model: SequenceModel, task: Task, params, batch, precision: str = "float32"
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean loss over the batch, and metrics (accuracy for classification).
+
+    `precision="bf16"`: the forward and backward pass run in bfloat16 (params
+    and float inputs cast on the way in, so matmuls, activations and the
+    recurrent state are bfloat16), the loss and its reductions in float32; the
+    params and the optimiser state the trainer keeps stay float32 (the cast's
+    gradient casts back).
+    """
+    compute = PRECISIONS[precision]
+    if compute is not None:
+        params, batch = cast_floats(params, compute), {**batch, "xs": cast_floats(batch["xs"], compute)}
+    preds = model.logits(params, batch).astype(jnp.float32)
     if task.loss == "mse":
         loss = jnp.mean((preds - batch["ys"]) ** 2)
         return loss, {"loss": loss, "mse": loss}

@@ -103,11 +103,11 @@ def make_optimizer(config) -> optax.GradientTransformation:
     )
 
 
-def make_update_fn(model, task: Task, tx: optax.GradientTransformation):
+def make_update_fn(model, task: Task, tx: optax.GradientTransformation, precision: str = "float32"):
     """The jitted update step. The incoming state's buffers are donated."""
 
     def update(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        loss_fn = lambda p: model_lib.loss_and_metrics(model, task, p, batch)  # noqa: E731
+        loss_fn = lambda p: model_lib.loss_and_metrics(model, task, p, batch, precision)  # noqa: E731
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -134,8 +134,8 @@ def _count_nonfinite(health: dict[str, jax.Array], finite: jax.Array, step: jax.
     }
 
 
-def make_eval_fn(model, task: Task):
-    return jax.jit(lambda params, batch: model_lib.loss_and_metrics(model, task, params, batch)[1])
+def make_eval_fn(model, task: Task, precision: str = "float32"):
+    return jax.jit(lambda params, batch: model_lib.loss_and_metrics(model, task, params, batch, precision)[1])
 
 
 def evaluate(eval_fn, params, batches) -> dict[str, float]:
@@ -266,8 +266,8 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
     task = make_task(config.task, config)
     model = model_lib.build(task, config)
     tx = make_optimizer(config)
-    update = make_update_fn(model, task, tx)
-    eval_fn = make_eval_fn(model, task)
+    update = make_update_fn(model, task, tx, config.precision)
+    eval_fn = make_eval_fn(model, task, config.precision)
 
     parallel = distributed.DataParallel.create(devices)
     if parallel is not None:

@@ -205,3 +205,23 @@ def test_hidden_gradient_probe_matches_autodiff_of_a_perturbed_unroll():
 
         g = jax.grad(loss_from)(h_t)
         np.testing.assert_allclose(norms[t], np.mean(np.linalg.norm(g, axis=-1)), rtol=1e-5)
+
+
+def test_bf16_precision_computes_in_bfloat16_and_keeps_float32_params(tmp_path):
+    from experiments import model as model_lib
+    from experiments.tasks import make as make_task
+
+    cfg = config_lib.resolve("adding", smoke=True, sets=["precision=bf16"])
+    task = make_task("adding", cfg)
+    model = model_lib.build(task, cfg)
+    params = model.init(jax.random.key(0))
+    batch = {k: jax.numpy.asarray(v) for k, v in task.train_batch(0).items()}
+    f32, _ = model_lib.loss_and_metrics(model, task, params, batch)
+    bf16, _ = model_lib.loss_and_metrics(model, task, params, batch, "bf16")
+    assert f32 != bf16 and abs(float(f32 - bf16)) <= 2e-2 * abs(float(f32))  # bfloat16 has 8 bits of mantissa
+    grads = jax.grad(lambda p: model_lib.loss_and_metrics(model, task, p, batch, "bf16")[0])(params)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(grads)} == {np.dtype("float32")}
+    summary = train_lib.train(cfg, tmp_path, progress=False, plot=False)
+    assert np.isfinite(summary["eval"]["loss"])
+    _, _, _, trained = train_lib.load_run(tmp_path)
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(trained)} == {np.dtype("float32")}
