@@ -308,7 +308,8 @@ def beam_search(
     Args:
       step_fn: `(carry, tokens [N]) -> (carry, logits [N, V])`, N = B * beam_size.
       carry: the starting state, every leaf `[B, ...]` (it is repeated per beam).
-      bos, eos: token ids that start a sequence and end one.
+      bos: the token id every sequence starts from.
+      eos: the token id that ends a sequence.
       max_len: steps to run (the longest output).
       beam_size: K; 1 is greedy search.
       length_penalty: the exponent of the length normalisation.
