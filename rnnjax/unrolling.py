@@ -460,7 +460,8 @@ def sharded_linear_unroll(
         if not time_major:
             resets = jnp.moveaxis(resets, -1, 0)
         if reverse:  # as in `unroll`: reset where the next step starts a segment, across devices too
-            first_of_next = jax.lax.ppermute(resets[:1], axis_name, [(j, j - 1) for j in range(1, P)])
+            pairs = [(j, j - 1) for j in range(1, P)]
+            first_of_next = jax.lax.ppermute(resets[:1], axis_name, pairs) if P > 1 else jnp.zeros_like(resets[:1])
             resets = jnp.concatenate([resets[1:], first_of_next], axis=0)
         r = expand(resets)
         b = jnp.where(r, a * h0 + b, b)
@@ -479,7 +480,10 @@ def sharded_linear_unroll(
         b = jnp.where(valid, b, jnp.zeros((), b.dtype))
     A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
     end = 0 if reverse else -1
-    all_A, all_B = jax.lax.all_gather((A[end], B[end]), axis_name)  # [P, *batch, H]
+    if P == 1:  # no collective on a one-device axis (XLA's CPU compiler crashes on the complex LRU's there)
+        all_A, all_B = A[end][None], B[end][None]
+    else:
+        all_A, all_B = jax.lax.all_gather((A[end], B[end]), axis_name)  # [P, *batch, H]
     order = range(P - 1, -1, -1) if reverse else range(P)
     h_in, h = h0, h0
     for j in order:  # P is static: a short loop over the devices' summaries

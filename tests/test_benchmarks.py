@@ -196,3 +196,16 @@ def test_accelerator_determinism_check_fails_when_a_run_fails(monkeypatch):
 
     monkeypatch.setattr(accelerator.subprocess, "run", lambda *a, **k: Failed())
     assert accelerator.check_determinism("cpu", timeout=1)["identical"] is False
+
+
+def test_sequence_parallel_benchmark_tiny(tmp_path):
+    from benchmarks import sequence_parallel
+
+    out = tmp_path / "sp.json"
+    assert sequence_parallel.main(["--tiny", "--devices", "1", "2", "--out", str(out)]) == 0
+    records = json.loads(out.read_text())["records"]
+    assert {(r["devices"], r["T"]) for r in records} == {(p, T) for p in (1, 2) for T in (64, 128)}
+    by = {(r["devices"], r["T"]): r for r in records}
+    # the point of sharding time: each device holds less than one device holding all of it
+    assert by[(2, 128)]["bytes_per_device"] < by[(1, 128)]["bytes_per_device"]
+    assert "| 128 |" in out.with_suffix(".md").read_text()
