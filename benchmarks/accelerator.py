@@ -12,7 +12,7 @@ In order, each step writing what it has before the next starts (an interrupted r
    `XLA_FLAGS=--xla_gpu_deterministic_ops=true`);
 4. the sequence-length sweep, float32 then bfloat16: the LSTM and GRU (rnnjax's default, the
    plain scan, flax, Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
-   parallel scan) and the matrix-memory cells (sequential, parallel, chunkwise).
+   parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel, chunkwise).
 
 Results: `benchmarks/results/<device>-<date>.json` (`--out`), `.md` tables and plots per dtype,
 each tagged with the device. The sweep stops starting new work when `--budget-s` is spent.
@@ -33,7 +33,7 @@ from pathlib import Path
 # (section, kinds, implementations): the order is the priority when time runs short
 SWEEP = (
     ("lstm-gru", ("lstm", "gru"), ("rnnjax", "rnnjax-scan", "jax-cudnn", "flax", "equinox")),
-    ("linear", ("lru", "rglru", "s5", "mingru"), ("rnnjax-seq-linear", "rnnjax-parallel")),
+    ("linear", ("rglru", "lru", "s5", "mingru"), ("rnnjax-seq-linear", "rnnjax-parallel", "rnnjax-pallas")),
     ("matrix", ("gated_deltanet", "mlstm", "gla", "ssd", "deltanet"), ("rnnjax", "rnnjax-seq", "rnnjax-parallel")),
 )
 FULL = {"seq_lens": [64, 256, 1024, 4096, 16384, 65536], "batch": 16, "input": 64, "hidden": 256, "reps": 5}

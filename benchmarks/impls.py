@@ -408,6 +408,7 @@ IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
     "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),
     "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method="parallel"),
+    "rnnjax-pallas": lambda *a: rnnjax_impl(*a, method="pallas"),
     "rnnjax-seq": lambda *a: rnnjax_impl(*a, method="sequential"),
     "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=16),
     "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=32),

@@ -85,6 +85,17 @@ def applicable(impl: str, kind: str) -> bool:
         import rnnjax
 
         return rnnjax.cells.spec(kind).has_linear_form or rnnjax.cells.spec(kind).has_matrix_form
+    if impl == "rnnjax-pallas":  # the Pallas linear scan: real-valued linear cells (not the complex LRU)
+        import jax
+        import jax.numpy as jnp
+
+        import rnnjax
+
+        if not rnnjax.cells.spec(kind).has_linear_form:
+            return False
+        cell = rnnjax.cells.get(kind, hidden_size=8)
+        carry = cell.initial_carry(cell.init(jax.random.key(0), 1), ())
+        return not jnp.iscomplexobj(carry)
     if impl == "rnnjax-seq" or impl.startswith("rnnjax-chunk"):
         import rnnjax
 

@@ -13,8 +13,8 @@ from rnnjax import checks
 from rnnjax.cells.cell import Carry, Cell, Params
 from rnnjax.chunkwise import chunkwise_unroll
 
-Method = Literal["sequential", "parallel", "chunkwise", "auto"]
-METHODS = ("sequential", "parallel", "chunkwise", "auto")
+Method = Literal["sequential", "parallel", "chunkwise", "pallas", "auto"]
+METHODS = ("sequential", "parallel", "chunkwise", "pallas", "auto")
 
 
 def forms(cell: Cell) -> list[str]:
@@ -74,6 +74,12 @@ def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False, carry_s
             f"(h_t = a_t * h_(t-1) + b_t) or a matrix memory, and cell {cell.name!r} has neither; "
             f"its forms are {forms(cell)}"
         )
+    if method == "pallas" and cell.linear is None:
+        raise ValueError(
+            f"rnnjax.unroll: method='pallas' runs the Pallas kernel of the diagonal linear scan, which needs a cell "
+            f"with a linear recurrence (h_t = a_t * h_(t-1) + b_t), and cell {cell.name!r} has none; "
+            f"its forms are {forms(cell)}"
+        )
     if method == "chunkwise" and cell.matrix is None:
         raise ValueError(
             f"rnnjax.unroll: method='chunkwise' needs a cell with a matrix-memory form (MatrixRecurrence), "
@@ -130,7 +136,9 @@ def unroll(
         is the output after consuming `xs[t]`.
       unroll: the `jax.lax.scan` unroll factor (steps per loop iteration).
       time_major: False for `[*batch, T, I]` inputs and outputs.
-      method: "sequential" (`lax.scan`), "parallel" (`lax.associative_scan`
+      method: "sequential" (`lax.scan`), "pallas" (cells with a linear form: the
+        Pallas kernel of the linear scan, rnnjax/kernels/pallas_scan.py, in
+        interpret mode off a GPU), "parallel" (`lax.associative_scan`
         for cells with a `LinearRecurrence` form; for matrix-memory cells the
         quadratic form, i.e. one chunk of T steps), "chunkwise" (matrix-memory
         cells: masked matrix products inside chunks of `chunk_size` steps, a
@@ -245,8 +253,8 @@ def unroll(
         carry, ys = chunkwise_unroll(cell, params, xs, initial_carry, mask, resets, reverse, chunk_size)
         if mask is not None:
             ys = _where_valid(mask, ys, jnp.zeros_like(ys))
-    elif method == "parallel" and T > 0:
-        carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, resets, reverse)
+    elif method in ("parallel", "pallas") and T > 0:
+        carry, ys = _parallel_unroll(cell, params, xs, initial_carry, mask, resets, reverse, pallas=method == "pallas")
     else:
         carry, ys = _sequential_unroll(
             cell,
@@ -354,8 +362,9 @@ def _sequential_unroll(
     return carry, ys
 
 
-def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse):
-    """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`."""
+def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse, pallas=False):
+    """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`
+    (or, `pallas=True`, the sequential Pallas kernel of rnnjax/kernels/pallas_scan.py)."""
     a, b = cell.linear.coefficients(params, xs)
     expand = lambda m: m.reshape(m.shape + (1,) * (a.ndim - m.ndim))  # noqa: E731
     if resets is not None:
@@ -377,7 +386,17 @@ def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse):
         a2, b2 = later
         return a2 * a1, a2 * b1 + b2
 
-    _, hs = jax.lax.associative_scan(compose, (a, b), reverse=reverse, axis=0)
+    if pallas:
+        from rnnjax.kernels.pallas_scan import linear_scan
+
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            raise TypeError(
+                f"rnnjax.unroll: method='pallas' takes real floating states; cell {cell.name!r} has a "
+                f"{a.dtype} state (use method='parallel')"
+            )
+        hs = linear_scan(a, b, jnp.zeros_like(a[0]), reverse=reverse)
+    else:
+        _, hs = jax.lax.associative_scan(compose, (a, b), reverse=reverse, axis=0)
     ys = cell.linear.readout(params, hs, xs)
     if mask is not None:
         ys = _where_valid(mask, ys, jnp.zeros_like(ys))

@@ -1,0 +1,69 @@
+"""The Pallas kernel of the diagonal linear scan (interpret mode on the CPU) against the pure-JAX paths:
+values and gradients, forward and reverse, with lengths and resets, in float64."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from rnnjax.kernels.pallas_scan import linear_scan
+
+
+def _loop(a, b, h0, reverse):
+    def f(h, ab):
+        h = ab[0] * h + ab[1]
+        return h, h
+
+    return jax.lax.scan(f, h0, (a, b), reverse=reverse)[1]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [(5,), (3, 7)])
+def test_linear_scan_values_and_gradients_equal_a_scan(x64, reverse, shape):
+    T = 9
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
+    a = jax.random.uniform(k1, (T, *shape), jnp.float64, 0.2, 1.1)
+    b = jax.random.normal(k2, (T, *shape), jnp.float64)
+    h0 = jax.random.normal(k3, shape, jnp.float64)
+    w = jax.random.normal(k4, (T, *shape), jnp.float64)
+    np.testing.assert_allclose(linear_scan(a, b, h0, reverse=reverse, block=4), _loop(a, b, h0, reverse), rtol=1e-13)
+    g_kernel = jax.grad(lambda *x: jnp.sum(w * linear_scan(*x, reverse=reverse, block=4)), argnums=(0, 1, 2))(a, b, h0)
+    g_loop = jax.grad(lambda *x: jnp.sum(w * _loop(*x, reverse)), argnums=(0, 1, 2))(a, b, h0)
+    for got, want in zip(g_kernel, g_loop, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["mingru", "s6", "rglru"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_unroll_method_pallas_equals_sequential(x64, name, reverse):
+    cell = rnnjax.cells.get(name, hidden_size=6)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), cell.init(jax.random.key(0), 3))
+    xs = jax.random.normal(jax.random.key(1), (7, 2, 3), jnp.float64)
+    kw = dict(lengths=jnp.array([7, 4]), resets=jnp.zeros((7, 2), bool).at[3, 0].set(True), reverse=reverse)
+
+    def loss(method):
+        def f(p, x):
+            carry, ys = rnnjax.unroll(cell, p, x, method=method, **kw)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(carry), (carry, ys)
+
+        return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, xs)
+
+    (_, (c1, y1)), g1 = loss("sequential")
+    (_, (c2, y2)), g2 = loss("pallas")
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c2, c1, rtol=1e-12, atol=1e-13)
+    for got, want in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(g1), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_pallas_method_errors_name_the_reason():
+    xs = jnp.zeros((4, 2, 3))
+    lstm = rnnjax.cells.lstm(4)
+    with pytest.raises(ValueError, match="method='pallas' runs the Pallas kernel.*cell 'lstm' has none"):
+        rnnjax.unroll(lstm, lstm.init(jax.random.key(0), 3), xs, method="pallas")
+    lru = rnnjax.cells.lru(4)
+    with pytest.raises(TypeError, match="method='pallas' takes real floating states; cell 'lru' has a complex64"):
+        rnnjax.unroll(lru, lru.init(jax.random.key(0), 3), xs, method="pallas")
