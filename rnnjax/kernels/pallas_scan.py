@@ -93,7 +93,8 @@ def linear_scan(
     """All states of `h_t = a_t * h_(t-1) + b_t` (`h_t = a_t * h_(t+1) + b_t` with `reverse`).
 
     Args:
-      a, b: `[T, *shape]`, a real floating dtype.
+      a: `[T, *shape]`, a real floating dtype: the decay of each step.
+      b: `[T, *shape]`, the same dtype: the input of each step.
       h0: `[*shape]`, the state before the first step processed.
       reverse: walk from step T - 1 down to 0.
       block: state elements per program (default 128, or all of them when fewer);
