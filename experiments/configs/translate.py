@@ -47,7 +47,7 @@ class Config(TrainConfig):
 SMOKE = {
     "hidden_size": 8,
     "embed_size": 8,
-    "max_number": 999,
+    "max_number": 99,
     "pool_size": 100,
     "test_size": 30,
     "val_size": 20,

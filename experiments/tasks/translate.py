@@ -139,13 +139,16 @@ def make(config) -> Task:
     pool_numbers = [int(n) for p in pools for n in p]
     en = {n: english(n) for n in [*pool_numbers, *val, *test]}
     de = {n: german(n) for n in en}
-    src_vocab = Vocab(w for n in pool_numbers for w in words(en[n]))
-    tgt_vocab = Vocab(c for n in pool_numbers for c in de[n])
+    # the vocabularies are those of the whole range (every number is built from the words of 0..999,
+    # and "thousand"), so a test number may hold a word no training number has: its embedding is untrained
+    three = range(min(config.max_number + 1, 1000))
+    en3, de3 = [words(english(n)) for n in three], [german(n) for n in three]
+    thousands = config.max_number >= 1000
+    src_vocab = Vocab([w for ws in en3 for w in ws] + (["thousand"] if thousands else []))
+    tgt_vocab = Vocab("".join(de3) + ("tausend" if thousands else ""))
     # fixed shapes (one compilation): the longest 3-digit part, twice from 1,000 on with "thousand"
     # and "and" (English) or "tausend" (German) between; + 1 for EOS
-    three = range(min(config.max_number + 1, 1000))
-    long_src, long_tgt = max(len(words(english(n))) for n in three), max(len(german(n)) for n in three)
-    thousands = config.max_number >= 1000
+    long_src, long_tgt = max(len(ws) for ws in en3), max(len(d) for d in de3)
     max_src = 2 * long_src + 2 if thousands else long_src
     max_tgt = (2 * long_tgt + len("tausend") if thousands else long_tgt) + 1
 
