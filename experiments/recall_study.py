@@ -219,12 +219,19 @@ def plot(rows: list[dict[str, Any]], study: StudyConfig, out: Path) -> None:
     n = len(study.settings)
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 4.6), squeeze=False)
     markers = "os^vD<>px*hH+"
+    colors = plt.get_cmap("tab20").colors  # 20 distinct colours: no two mixers share one
     for ax, setting in zip(axes[0], study.settings, strict=True):
         sub = [r for r in rows if (r["task"], r["seq_len"], r["num_pairs"]) == setting]
         for k, mixer in enumerate(study.mixers):
             pts = sorted((_state(sub, mixer, w), _median(sub, mixer=mixer, width=w)) for w in study.widths)
-            style = "k--" if mixer in ("attention", "swa") else "-"
-            ax.plot(*zip(*pts, strict=True), style, marker=markers[k % len(markers)], label=mixer)
+            baseline = mixer in ("attention", "swa")
+            ax.plot(
+                *zip(*pts, strict=True),
+                "--" if baseline else "-",
+                color="k" if baseline else colors[(2 * k) % 20 if k < 10 else (2 * k + 1) % 20],
+                marker=markers[k % len(markers)],
+                label=mixer,
+            )
         ax.axhline(sub[0]["chance"], ls=":", c="gray", label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("state carried per sequence (bytes, all layers)")
