@@ -105,7 +105,7 @@ def sweep(plan, sizes: dict, dtypes: list[str], deadline: float, info: dict, out
     from benchmarks.run import applicable, run_worker, seq_lens_for
 
     records = []
-    for dtype in dtypes:
+    for dtype in dtypes:  # "float32,bfloat16" times both dtypes in one worker process (--tiny)
         for section, kinds, impls in plan:
             for kind in kinds:
                 for impl in impls:
@@ -126,7 +126,7 @@ def sweep(plan, sizes: dict, dtypes: list[str], deadline: float, info: dict, out
                     for rec in run_worker(args, timeout=left):
                         rec.setdefault("impl", worker_impl)
                         rec.setdefault("kind", kind)
-                        rec["dtype"] = dtype
+                        rec.setdefault("dtype", dtype)
                         rec["section"] = section
                         records.append(rec)
                         log(describe(rec))
@@ -209,7 +209,8 @@ def main(argv=None) -> int:
     log(f"[accelerator] determinism: identical={extra['determinism']['identical']}")
 
     deadline = time.monotonic() + budget  # the sweep starts no work after this
-    dtypes = ["float32", "bfloat16"]
+    # float32 first, all of it, then bfloat16; --tiny times both in one process per implementation
+    dtypes = ["float32,bfloat16"] if args.tiny else ["float32", "bfloat16"]
     records = sweep(TINY_SWEEP if args.tiny else SWEEP, sizes, dtypes, deadline, info, out, log)
     problems = check_losses_per_dtype(records, check_losses)
     result = write(out, info, sizes, records, problems or "all implementations agree")

@@ -51,7 +51,15 @@ def main(argv=None) -> int:
         short, long = time_run(args.short), time_run(args.long)
         per_step.append((long - short) / (args.long - args.short))
     ms = statistics.median(per_step) * 1e3
-    print(json.dumps({"ms_per_step": round(ms, 3), "steps_per_s": round(1e3 / ms, 1), "all_ms": [round(1e3 * t, 3) for t in per_step]}))
+    print(
+        json.dumps(
+            {
+                "ms_per_step": round(ms, 3),
+                "steps_per_s": round(1e3 / ms, 1),
+                "all_ms": [round(1e3 * t, 3) for t in per_step],
+            }
+        )
+    )
     return 0
 
 

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--input", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", default="float32", help="a dtype, or several separated by commas")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=20.0, help="stop repeating after this long (>= 2 reps)")
     p.add_argument("--peak", action="store_true", help="measure the matmul peak and exit")
@@ -87,26 +87,28 @@ def main(argv=None) -> int:
     if args.peak:
         print(json.dumps({"matmul_peak_gflops": matmul_peak_gflops()}), flush=True)
         return 0
-    for T in args.seq_lens:
-        try:
-            rec = measure(
-                args.impl, args.kind, T, args.batch, args.input, args.hidden, args.dtype, args.reps, args.budget_s
-            )
-        except ImportError as err:  # a peer that is not installed is skipped, not an error
-            rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": f"not installed: {err.name}"}
-        except ValueError as err:  # an implementation that does not apply here (e.g. cuDNN on CPU)
-            rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": str(err)}
-        except Exception as err:  # noqa: BLE001 - out of memory and the like: record and go on
-            rec = {
-                "impl": args.impl,
-                "kind": args.kind,
-                "T": T,
-                "error": f"{type(err).__name__}: {err}"[:500],
-                "traceback": traceback.format_exc()[-2000:],
-            }
-        print(json.dumps(rec), flush=True)
-        if "skipped" in rec or "error" in rec:
-            break  # longer sequences will not do better
+    for dtype in args.dtype.split(","):  # "float32,bfloat16": both in this one process
+        for T in args.seq_lens:
+            try:
+                rec = measure(
+                    args.impl, args.kind, T, args.batch, args.input, args.hidden, dtype, args.reps, args.budget_s
+                )
+            except ImportError as err:  # a peer that is not installed is skipped, not an error
+                rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": f"not installed: {err.name}"}
+            except ValueError as err:  # an implementation that does not apply here (e.g. cuDNN on CPU)
+                rec = {"impl": args.impl, "kind": args.kind, "T": T, "skipped": str(err)}
+            except Exception as err:  # noqa: BLE001 - out of memory and the like: record and go on
+                rec = {
+                    "impl": args.impl,
+                    "kind": args.kind,
+                    "T": T,
+                    "error": f"{type(err).__name__}: {err}"[:500],
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+            rec.setdefault("dtype", dtype)
+            print(json.dumps(rec), flush=True)
+            if "skipped" in rec or "error" in rec:
+                break  # longer sequences will not do better
     return 0
 
 
