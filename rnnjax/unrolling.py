@@ -365,6 +365,33 @@ def _sequential_unroll(
 def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse, pallas=False):
     """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`
     (or, `pallas=True`, the sequential Pallas kernel of rnnjax/kernels/pallas_scan.py)."""
+    a, b = _step_maps(cell, params, xs, h0, mask, resets)
+    # fold the initial carry into the first step processed: b_1 <- a_1 h_0 + b_1
+    first = a.shape[0] - 1 if reverse else 0
+    b = b.at[first].add(a[first] * h0)
+
+    if pallas:
+        from rnnjax.kernels.pallas_scan import linear_scan
+
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            raise TypeError(
+                f"rnnjax.unroll: method='pallas' takes real floating states; cell {cell.name!r} has a "
+                f"{a.dtype} state (use method='parallel')"
+            )
+        hs = linear_scan(a, b, jnp.zeros_like(a[0]), reverse=reverse)
+    else:
+        _, hs = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
+    ys = cell.linear.readout(params, hs, xs)
+    if mask is not None:
+        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
+    return hs[0] if reverse else hs[-1], ys
+
+
+# --- the time axis sharded over devices ----------------------------------------------------
+
+
+def _step_maps(cell, params, xs, h0, mask, resets):
+    """Each step's map `h -> a_t h + b_t`, with resets (start from h0) and padding (identity) applied."""
     a, b = cell.linear.coefficients(params, xs)
     expand = lambda m: m.reshape(m.shape + (1,) * (a.ndim - m.ndim))  # noqa: E731
     if resets is not None:
@@ -377,33 +404,7 @@ def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse, pallas=False):
         valid = expand(mask)
         a = jnp.where(valid, a, jnp.ones((), a.dtype))
         b = jnp.where(valid, b, jnp.zeros((), b.dtype))
-    # fold the initial carry into the first step processed: b_1 <- a_1 h_0 + b_1
-    first = a.shape[0] - 1 if reverse else 0
-    b = b.at[first].add(a[first] * h0)
-
-    def compose(earlier, later):
-        a1, b1 = earlier
-        a2, b2 = later
-        return a2 * a1, a2 * b1 + b2
-
-    if pallas:
-        from rnnjax.kernels.pallas_scan import linear_scan
-
-        if not jnp.issubdtype(a.dtype, jnp.floating):
-            raise TypeError(
-                f"rnnjax.unroll: method='pallas' takes real floating states; cell {cell.name!r} has a "
-                f"{a.dtype} state (use method='parallel')"
-            )
-        hs = linear_scan(a, b, jnp.zeros_like(a[0]), reverse=reverse)
-    else:
-        _, hs = jax.lax.associative_scan(compose, (a, b), reverse=reverse, axis=0)
-    ys = cell.linear.readout(params, hs, xs)
-    if mask is not None:
-        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
-    return hs[0] if reverse else hs[-1], ys
-
-
-# --- the time axis sharded over devices ----------------------------------------------------
+    return a, b
 
 
 def _compose(earlier, later):
@@ -472,8 +473,6 @@ def sharded_linear_unroll(
     else:
         checks.check_carry(fn, cell, params, initial_carry, batch_shape, "initial_carry")
     h0 = initial_carry
-    a, b = cell.linear.coefficients(params, xs)
-    expand = lambda m: m.reshape(m.shape + (1,) * (a.ndim - m.ndim))  # noqa: E731
     if resets is not None:
         resets = checks.check_resets(fn, resets, T, batch_shape, time_major)
         if not time_major:
@@ -482,9 +481,6 @@ def sharded_linear_unroll(
             pairs = [(j, j - 1) for j in range(1, P)]
             first_of_next = jax.lax.ppermute(resets[:1], axis_name, pairs) if P > 1 else jnp.zeros_like(resets[:1])
             resets = jnp.concatenate([resets[1:], first_of_next], axis=0)
-        r = expand(resets)
-        b = jnp.where(r, a * h0 + b, b)
-        a = jnp.where(r, jnp.zeros((), a.dtype), a)
     mask = None
     if lengths is not None:
         lengths = jnp.asarray(lengths)
@@ -494,9 +490,7 @@ def sharded_linear_unroll(
                 f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
             )
         mask = sequence_mask(lengths - k * T, T)  # steps of the whole sequence
-        valid = expand(mask)
-        a = jnp.where(valid, a, jnp.ones((), a.dtype))
-        b = jnp.where(valid, b, jnp.zeros((), b.dtype))
+    a, b = _step_maps(cell, params, xs, h0, mask, resets)
     A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
     end = 0 if reverse else -1
     if P == 1:  # no collective on a one-device axis (XLA's CPU compiler crashes on the complex LRU's there)
