@@ -92,7 +92,12 @@ def _heads_first(*arrays):
 
 
 def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
-    """Cells without the delta rule; stabilised when `log_w` is given. Returns `(o, m_t), (S, m)`."""
+    """Cells without the delta rule; stabilised when `log_w` is given.
+
+    Returns `(finish, maps)`: `finish(S_in, m_in) -> ((o, m_t), (S, m))` runs the
+    scan across chunks from the state entering the first chunk, and `maps()` gives
+    each chunk's map of the state (see `compose_maps`), for the time-sharded unroll.
+    """
     pair, base, after = _segment_decays(log_decay, resets)
     Q, K, V, LW = _heads_first(q, k, v, log_w)
     stabilised = LW is not None
@@ -122,32 +127,47 @@ def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
         S_new = S_new + jnp.exp(m_loc_n - m_new)[..., None, None] * dS_n
         return (S_new, m_new), (S, m)
 
-    m0 = m_star if stabilised else jnp.zeros(S_star.shape[:2], S_star.dtype)
-    (S_final, m_final), (S_n, m_n) = jax.lax.scan(across_chunks, (S_star, m0), (dS, base_end, star_end, m_loc))
+    def maps():
+        reset = star_end > 0  # [N, B, 1]: the chunk holds a reset, so its end state forgets the entering one
+        if not stabilised:
+            a = jnp.where(reset[..., None], 0.0, jnp.exp(base_end))
+            b = dS + jnp.where(reset[..., None, None], jnp.exp(base_end)[..., None] * S_star, 0.0)
+            return ("diag", (a, b))
+        lam = base_end[..., 0]  # [N, B, H]
+        mu = jnp.where(reset, jnp.maximum(lam + m_star, m_loc), m_loc)
+        # min(., 0): the unselected branch of `where` must not overflow either (its gradient would be NaN)
+        from_star = jnp.exp(jnp.minimum(lam + m_star - mu, 0.0))[..., None, None] * S_star
+        D = jnp.where(reset[..., None, None], from_star + jnp.exp(m_loc - mu)[..., None, None] * dS, dS)
+        return ("stabilised", (jnp.where(reset, NEG, lam), mu, D))
 
-    scores = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K)
-    if stabilised:
-        lam = base[..., 0]  # [N, B, H, C]
-        m_in = jnp.where(star[..., 0] > 0, m_star[None, :, :, None], m_n[..., None])
-        m_t = jnp.maximum(lam + m_in, m_intra)
-        enter = jnp.exp(lam + m_in - m_t)[..., None]  # weight of the entering state, [N, B, H, C, 1]
-        Qd = Q * enter
-        A = scores * jnp.exp(logits - m_t[..., None])
-    else:
-        m_t = None
-        Qd = Q * jnp.exp(base)
-        if pair.shape[-1] == 1:
-            A = scores * jnp.exp(pair[..., 0])
-        else:  # one decay per key dimension (GLA): a [C, C, dk] tensor of decays
-            A = jnp.einsum("nbhtk,nbhsk,nbhtsk->nbhts", Q, K, jnp.exp(pair))
-    o = (
-        first * jnp.einsum("nbhtk,nbhkv->nbhtv", Qd, S_n)
-        + star * jnp.einsum("nbhtk,bhkv->nbhtv", Qd, S_star)
-        + jnp.einsum("nbhts,nbhsv->nbhtv", A, V)
-    )
-    o = jnp.moveaxis(o, 3, 1)  # [N, C, B, H, dv]
-    m_t = None if m_t is None else jnp.moveaxis(m_t, 3, 1)
-    return (o, m_t), (S_final, m_final if stabilised else None)
+    def finish(S_in, m_in):
+        m0 = m_in if stabilised else jnp.zeros(S_in.shape[:2], S_in.dtype)
+        (S_final, m_final), (S_n, m_n) = jax.lax.scan(across_chunks, (S_in, m0), (dS, base_end, star_end, m_loc))
+        scores = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K)
+        if stabilised:
+            lam = base[..., 0]  # [N, B, H, C]
+            m_enter = jnp.where(star[..., 0] > 0, m_star[None, :, :, None], m_n[..., None])
+            m_t = jnp.maximum(lam + m_enter, m_intra)
+            enter = jnp.exp(lam + m_enter - m_t)[..., None]  # weight of the entering state, [N, B, H, C, 1]
+            Qd = Q * enter
+            A = scores * jnp.exp(logits - m_t[..., None])
+        else:
+            m_t = None
+            Qd = Q * jnp.exp(base)
+            if pair.shape[-1] == 1:
+                A = scores * jnp.exp(pair[..., 0])
+            else:  # one decay per key dimension (GLA): a [C, C, dk] tensor of decays
+                A = jnp.einsum("nbhtk,nbhsk,nbhtsk->nbhts", Q, K, jnp.exp(pair))
+        o = (
+            first * jnp.einsum("nbhtk,nbhkv->nbhtv", Qd, S_n)
+            + star * jnp.einsum("nbhtk,bhkv->nbhtv", Qd, S_star)
+            + jnp.einsum("nbhts,nbhsv->nbhtv", A, V)
+        )
+        o = jnp.moveaxis(o, 3, 1)  # [N, C, B, H, dv]
+        m_t = None if m_t is None else jnp.moveaxis(m_t, 3, 1)
+        return (o, m_t), (S_final, m_final if stabilised else None)
+
+    return finish, maps
 
 
 # chunk lengths up to which the delta rule's triangular systems are inverted by matrix products
@@ -177,7 +197,10 @@ def _unit_lower_inverse(N):
 
 
 def _delta(q, k, v, log_decay, beta, resets, S_star):
-    """DeltaNet and Gated DeltaNet (scalar decays) by the UT transform. Returns `(o, None), (S, None)`."""
+    """DeltaNet and Gated DeltaNet (scalar decays) by the UT transform.
+
+    Returns `(finish, maps)` as `_decay_write` does; `finish(S_in, None) -> ((o, None), (S, None))`.
+    """
     pair, base, after = _segment_decays(log_decay, resets)
     Q, K, V, Beta = _heads_first(q, k, v, beta)
     C, dk, dv = Q.shape[3], K.shape[-1], V.shape[-1]
@@ -203,19 +226,45 @@ def _delta(q, k, v, log_decay, beta, resets, S_star):
         U = U_n - W0_n @ S  # the pseudo-values, now that S_0 is known
         return e0_n[..., None, None] * S + R_n + jnp.swapaxes(K_end_n, -1, -2) @ U, (S, U)
 
-    S_final, (S_n, U) = jax.lax.scan(across_chunks, S_star, (U_star, W0, K_end, e0[..., -1], R))
-    A = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K) * decay
-    o = e0[..., None] * (Q @ S_n) + es[..., None] * jnp.einsum("nbhtk,bhkv->nbhtv", Q, S_star) + A @ U
-    return (jnp.moveaxis(o, 3, 1), None), (S_final, None)
+    def maps():
+        # S_end = e0 S + R + K_end^T (U* - W0 S): a [dk, dk] transition per chunk and head
+        A = e0[..., -1, None, None] * jnp.eye(dk, dtype=K.dtype) - jnp.einsum("nbhck,nbhcj->nbhkj", K_end, W0)
+        return ("full", (A, R + jnp.einsum("nbhck,nbhcv->nbhkv", K_end, U_star)))
+
+    def finish(S_in, m_in):
+        S_final, (S_n, U) = jax.lax.scan(across_chunks, S_in, (U_star, W0, K_end, e0[..., -1], R))
+        A = jnp.einsum("nbhtk,nbhsk->nbhts", Q, K) * decay
+        o = e0[..., None] * (Q @ S_n) + es[..., None] * jnp.einsum("nbhtk,bhkv->nbhtv", Q, S_star) + A @ U
+        return (jnp.moveaxis(o, 3, 1), None), (S_final, None)
+
+    return finish, maps
 
 
-def chunkwise_unroll(cell: Cell, params: Params, xs, carry0: MatrixState, mask, resets, reverse: bool, chunk: int):
+def chunkwise_unroll(
+    cell: Cell,
+    params: Params,
+    xs,
+    carry0: MatrixState,
+    mask,
+    resets,
+    reverse: bool,
+    chunk: int,
+    axis_name: str | None = None,
+):
     """`(carry, ys)` of the matrix recurrence over `xs [T, *batch, I]`, chunk by chunk (see the module docstring).
 
     `mask [T, *batch]` marks valid steps (None: all), `resets [T, *batch]`
     (already shifted for `reverse` by `unroll`). Same contract as `unroll`'s
     sequential path: equal outputs and carry; outputs at padded steps are
     zeroed by `unroll`.
+
+    `axis_name`: the time axis is sharded over this mesh axis (inside
+    `jax.shard_map`; `unroll(..., time_axis_name=...)`), `xs` being this
+    device's slice. Each device composes its chunks' maps of the state into
+    one map for its slice; the maps are gathered over the axis, each device
+    applies those of the slices before its own to `carry0` to get the state
+    entering its slice, and runs its chunks from there. Returns the device's
+    outputs and the global final carry.
     """
     rec = cell.matrix
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
@@ -252,9 +301,14 @@ def chunkwise_unroll(cell: Cell, params: Params, xs, carry0: MatrixState, mask, 
     q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
 
     if beta is not None:
-        (o, m_t), (S_final, m_final) = _delta(q, k, v, log_decay, beta, r, S_star)
+        finish, maps = _delta(q, k, v, log_decay, beta, r, S_star)
     else:
-        (o, m_t), (S_final, m_final) = _decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
+        finish, maps = _decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
+    if axis_name is None:
+        (o, m_t), (S_final, m_final) = finish(S_star, m_star)
+    else:
+        (S_in, m_in), (S_final, m_final) = _across_devices(maps(), (S_star, m_star), axis_name, reverse)
+        (o, m_t), _ = finish(S_in, m_in)
 
     def unchunk(a):
         a = a.reshape(N * chunk, *a.shape[2:])[:T]
@@ -267,3 +321,68 @@ def chunkwise_unroll(cell: Cell, params: Params, xs, carry0: MatrixState, mask, 
         None if m_final is None else m_final.reshape(*batch_shape, *m_final.shape[1:]),
     )
     return carry, ys
+
+
+# --- maps of the state, for the time axis sharded over devices --------------------------------
+#
+# Over a chunk (or a device's slice of the sequence) the end state is a map of the entering one:
+#   "diag"        (a, b):      S -> a * S + b, `a [..., H, D]` a decay per key (D = dk) or per head (D = 1)
+#   "full"        (A, b):      S -> A @ S + b, `A [..., H, dk, dk]` (the delta rule)
+#   "stabilised"  (lam, mu, D): (S, m) -> (exp(lam + m - m') S + exp(mu - m') D, m'), m' = max(lam + m, mu)
+# (the mLSTM's state, divided by exp(m); `mu` is the stabiliser of the slice's own writes, and
+# `lam = NEG` where a reset makes the map forget the entering state). Maps compose into maps.
+
+
+def apply_map(kind: str, f, state):
+    """The state `(S, m)` after the map `f` (`m` is None unless `kind` is "stabilised")."""
+    S, m = state
+    if kind == "diag":
+        a, b = f
+        return a[..., None] * S + b, m
+    if kind == "full":
+        A, b = f
+        return A @ S + b, m
+    lam, mu, D = f
+    m_new = jnp.maximum(lam + m, mu)
+    S_new = jnp.exp(lam + m - m_new)[..., None, None] * S + jnp.exp(mu - m_new)[..., None, None] * D
+    return S_new, m_new
+
+
+def compose_maps(kind: str, earlier, later):
+    """The map of `earlier`, then `later`."""
+    if kind == "diag":
+        (a1, b1), (a2, b2) = earlier, later
+        return a2 * a1, a2[..., None] * b1 + b2
+    if kind == "full":
+        (A1, b1), (A2, b2) = earlier, later
+        return A2 @ A1, A2 @ b1 + b2
+    (lam1, mu1, D1), (lam2, mu2, D2) = earlier, later
+    mu = jnp.maximum(lam2 + mu1, mu2)
+    D = jnp.exp(lam2 + mu1 - mu)[..., None, None] * D1 + jnp.exp(mu2 - mu)[..., None, None] * D2
+    return jnp.maximum(lam1 + lam2, NEG), mu, D
+
+
+def _across_devices(chunk_maps, state0, axis_name: str, reverse: bool):
+    """`(state entering this device's slice, global final state)`, from the chunks' maps `[N, ...]`."""
+    kind, f = chunk_maps
+
+    def fold(acc, g):
+        return compose_maps(kind, acc, g), None
+
+    first = jax.tree_util.tree_map(lambda a: a[0], f)
+    rest = jax.tree_util.tree_map(lambda a: a[1:], f)
+    slice_map, _ = jax.lax.scan(fold, first, rest)  # this device's slice, its chunks in order
+    P = jax.lax.axis_size(axis_name)
+    k = jax.lax.axis_index(axis_name)
+    if P == 1:  # no collective on a one-device axis
+        every = jax.tree_util.tree_map(lambda a: a[None], slice_map)
+    else:
+        every = jax.lax.all_gather(slice_map, axis_name)  # [P, ...]
+    entering, state = state0, state0
+    for j in range(P - 1, -1, -1) if reverse else range(P):  # P is static: a short loop over the devices
+        before = (j > k) if reverse else (j < k)
+        f_j = jax.tree_util.tree_map(lambda a, j=j: a[j], every)
+        applied = apply_map(kind, f_j, entering)
+        entering = jax.tree_util.tree_map(lambda new, old, b=before: jnp.where(b, new, old), applied, entering)
+        state = apply_map(kind, f_j, state)
+    return entering, state

@@ -182,8 +182,10 @@ def unroll(
         slice from a zero state, the slices' summaries are gathered over the
         axis, and each device corrects its states with the state entering its
         slice. Returns the device's outputs and the global final carry (the
-        same on every device). For cells with a `LinearRecurrence` form;
-        see `sharded_linear_unroll`.
+        same on every device). For cells with a `LinearRecurrence` form
+        (the parallel scan) or a `MatrixRecurrence` form (the chunkwise
+        form, each device's slice summarised by a map of the state); see
+        `sharded_unroll`.
 
     Returns:
       `(carry, ys)`: the final carry (leaves `[*batch, ...]`) and the outputs
@@ -199,7 +201,7 @@ def unroll(
     if not hasattr(xs, "shape"):
         xs = jnp.asarray(xs)
     if time_axis_name is not None:
-        return sharded_linear_unroll(
+        return sharded_unroll(
             cell,
             params,
             xs,
@@ -210,6 +212,7 @@ def unroll(
             resets=resets,
             time_major=time_major,
             method=method,
+            chunk_size=chunk_size,
             unsupported={"remat": remat, "truncation": truncation, "unroll": unroll != 1, "kernel": kernel},
         )
     T, batch_shape = checks.check_inputs(fn, cell, params, xs, time_major)
@@ -414,7 +417,7 @@ def _compose(earlier, later):
     return a2 * a1, a2 * b1 + b2
 
 
-def sharded_linear_unroll(
+def sharded_unroll(
     cell: Cell,
     params: Params,
     xs: jax.Array,
@@ -426,12 +429,13 @@ def sharded_linear_unroll(
     resets: ArrayLike | None = None,
     time_major: bool = True,
     method: str = "auto",
+    chunk_size: int | None = None,
     unsupported: dict[str, Any] | None = None,
 ) -> tuple[Carry, jax.Array]:
-    """`unroll(..., time_axis_name=axis_name)`: a linear cell over a time axis split across devices.
+    """`unroll(..., time_axis_name=axis_name)`: a cell over a time axis split across devices.
 
     Inside `jax.shard_map` over a mesh axis `axis_name` of P devices, device k
-    holds steps `[k T_l, (k + 1) T_l)` of every sequence. With
+    holds steps `[k T_l, (k + 1) T_l)` of every sequence. For a linear cell,
     `h_t = a_t * h_{t-1} + b_t`:
 
     1. each device computes its `a_t, b_t` and scans them (associative scan)
@@ -442,6 +446,13 @@ def sharded_linear_unroll(
        `initial_carry`, to get its `h_in` (and all P, the global final carry);
     3. it corrects its states, `h_t = A_t * h_in + B_t`, and reads out.
 
+    A matrix-memory cell does the same with its chunkwise form
+    (`rnnjax.chunkwise.chunkwise_unroll` with `axis_name`): a slice's summary
+    is the composition of its chunks' maps of the state (a decay and a write
+    for GLA and SSD, a `[dk, dk]` transition for the delta rule, a stabilised
+    decay and write for the mLSTM), and step 3 runs the slice's chunks from
+    the state that enters it.
+
     Exact: the same maps composed in another order. Gradients by autodiff
     (the transpose of the gather is a reduce-scatter). Padded steps
     (`lengths`) are identity maps; a reset step starts from `initial_carry`
@@ -450,16 +461,19 @@ def sharded_linear_unroll(
     may lie on the next device (fetched with `lax.ppermute`).
     """
     fn = "rnnjax.unroll"
-    if cell.linear is None:
+    if cell.linear is None and cell.matrix is None:
         raise ValueError(
-            f"{fn}: time_axis_name needs a cell with a linear recurrence (h_t = a_t * h_(t-1) + b_t), and cell "
-            f"{cell.name!r} has none; its forms are {forms(cell)}"
-            + (" (matrix-memory cells are not sharded over time yet)" if cell.matrix is not None else "")
+            f"{fn}: time_axis_name needs a cell with a linear recurrence (h_t = a_t * h_(t-1) + b_t) or a "
+            f"matrix memory, and cell {cell.name!r} has neither; its forms are {forms(cell)}"
         )
-    if method not in ("auto", "parallel"):
+    allowed = ("auto", "parallel", "chunkwise") if cell.matrix is not None else ("auto", "parallel")
+    if method not in allowed:
         raise ValueError(
-            f"{fn}: time_axis_name runs the parallel form; method must be 'auto' or 'parallel', got {method!r}"
+            f"{fn}: time_axis_name runs the {'chunkwise' if cell.matrix is not None else 'parallel'} form; "
+            f"method must be one of {list(allowed)}, got {method!r}"
         )
+    if cell.matrix is None and chunk_size is not None:
+        raise ValueError(f"{fn}: `chunk_size` applies to matrix-memory cells, and cell {cell.name!r} is not one")
     for name, value in (unsupported or {}).items():
         if value not in (None, False, 0):
             raise ValueError(f"{fn}: `{name}` does not apply with time_axis_name (the parallel form has no scan)")
@@ -490,6 +504,24 @@ def sharded_linear_unroll(
                 f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
             )
         mask = sequence_mask(lengths - k * T, T)  # steps of the whole sequence
+    if cell.matrix is not None:
+        if T == 0:
+            raise ValueError(f"{fn}: time_axis_name needs at least one step per device, got a slice of 0 steps")
+        chunk = checks.chunk_size(fn, chunk_size, "chunkwise", cell.matrix.chunk_size)
+        if method == "parallel":
+            chunk = T  # the quadratic form: one chunk per device
+        h, ys = chunkwise_unroll(cell, params, xs, h0, mask, resets, reverse, chunk, axis_name=axis_name)
+    else:
+        h, ys = _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name, P, k)
+    if mask is not None:
+        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
+    if not time_major:
+        ys = jnp.moveaxis(ys, 0, -2)
+    return h, ys
+
+
+def _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name, P, k):
+    """The linear cell's part of `sharded_unroll`: local scans, gathered summaries, local correction."""
     a, b = _step_maps(cell, params, xs, h0, mask, resets)
     A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
     end = 0 if reverse else -1
@@ -504,9 +536,4 @@ def sharded_linear_unroll(
         h_in = jnp.where(before, all_A[j] * h_in + all_B[j], h_in)
         h = all_A[j] * h + all_B[j]
     hs = A * h_in + B
-    ys = cell.linear.readout(params, hs, xs)
-    if mask is not None:
-        ys = _where_valid(mask, ys, jnp.zeros_like(ys))
-    if not time_major:
-        ys = jnp.moveaxis(ys, 0, -2)
-    return h, ys
+    return h, cell.linear.readout(params, hs, xs)

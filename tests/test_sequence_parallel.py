@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -25,7 +24,7 @@ import rnnjax
 ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
-import json
+import json, os
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 import rnnjax
@@ -35,14 +34,18 @@ devices = np.array(jax.devices())
 n = len(devices)
 mesh = Mesh(devices, ("seq",))
 T, B, I = 4 * n, 3, 5
+NAMES = json.loads(os.environ["RNNJAX_CELLS"])
+CONFIGS = {s.name: ({"hidden_size": 6} if s.has_linear_form else dict(s.example)) for s in rnnjax.cells.specs()}
 out = {}
 to64 = lambda a: a.astype(jnp.complex128 if jnp.iscomplexobj(a) else jnp.float64)
-for name in [s.name for s in rnnjax.cells.specs() if s.has_linear_form]:
-    cell = rnnjax.cells.get(name, hidden_size=6)
+for name in NAMES:
+    cell = rnnjax.cells.get(name, **CONFIGS[name])
     key = jax.random.key(0)
     params = jax.tree_util.tree_map(to64, cell.init(key, I))
     xs = jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64)
     h0 = jax.tree_util.tree_map(lambda c: 0.3 + 0.1 * c, cell.initial_carry(params, (B,)))
+    if cell.matrix is not None:  # a state of varied entries (and the mLSTM's stabiliser)
+        h0 = jax.tree_util.tree_map(lambda c: 0.3 * jax.random.normal(jax.random.key(4), c.shape, c.dtype), h0)
     lengths = jnp.array([T, T - 3, 2])
     resets = jnp.zeros((T, B), bool).at[5, 0].set(True).at[4 * (n // 2), 1].set(True).at[1, 2].set(True)
     worst = {"ys": 0.0, "carry": 0.0, "grad": 0.0}
@@ -57,7 +60,11 @@ for name in [s.name for s in rnnjax.cells.specs() if s.has_linear_form]:
         def sharded(params, xs, h0):
             def body(xs_local, resets_local):
                 r = resets_local if use_resets else None
-                return rnnjax.unroll(cell, params, xs_local, initial_carry=h0, resets=r, time_axis_name="seq", **kw)
+                # matrix cells: chunks of 3 steps, so a slice of 4 holds a full chunk and a padded one
+                extra = {"chunk_size": 3} if cell.matrix is not None else {}
+                return rnnjax.unroll(
+                    cell, params, xs_local, initial_carry=h0, resets=r, time_axis_name="seq", **kw, **extra
+                )
 
             spec = P("seq")
             mapped = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=(P(), spec), check_vma=False)
@@ -67,14 +74,16 @@ for name in [s.name for s in rnnjax.cells.specs() if s.has_linear_form]:
             # on the outputs and the final carry (its real part: the LRU's carry is complex); outputs as aux
             def f(p, x, h):
                 c, y = run(p, x, h)
-                return jnp.sum(w * y) + jnp.sum(jnp.real(jnp.sin(c))), (c, y)
+                leaves = jax.tree_util.tree_leaves(c)
+                return jnp.sum(w * y) + sum(jnp.sum(jnp.real(jnp.sin(a))) for a in leaves), (c, y)
 
             return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True))
 
         (_, (c1, y1)), g1 = loss(single)(params, xs, h0)
         (_, (c2, y2)), g2 = loss(sharded)(params, xs, h0)
         worst["ys"] = max(worst["ys"], float(jnp.max(jnp.abs(y1 - y2))))
-        worst["carry"] = max(worst["carry"], float(jnp.max(jnp.abs(c1 - c2))))
+        for a, b in zip(jax.tree_util.tree_leaves(c1), jax.tree_util.tree_leaves(c2)):
+            worst["carry"] = max(worst["carry"], float(jnp.max(jnp.abs(a - b))))
         for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
             scale = max(float(jnp.max(jnp.abs(a))), 1.0)
             worst["grad"] = max(worst["grad"], float(jnp.max(jnp.abs(a - b))) / scale)
@@ -111,8 +120,13 @@ print(json.dumps(out))
 """
 
 
-def _run(devices: int) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+def _run(devices: int, cells: list[str]) -> dict:
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+        "RNNJAX_CELLS": json.dumps(cells),
+    }
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(CHECK)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
@@ -120,14 +134,13 @@ def _run(devices: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(
-    "devices", [pytest.param(2, marks=pytest.mark.slow), 4, pytest.param(8, marks=pytest.mark.slow)]
-)
-def test_sharded_time_axis_equals_one_device(devices):
-    result = _run(devices)
-    linear = [s.name for s in rnnjax.cells.specs() if s.has_linear_form]
-    assert sorted(k for k in result if k != "mesh2d") == sorted(linear)
-    for name in linear:
+LINEAR = [s.name for s in rnnjax.cells.specs() if s.has_linear_form]
+MATRIX = [s.name for s in rnnjax.cells.specs() if s.has_matrix_form]
+
+
+def _check(result: dict, cells: list[str], devices: int) -> None:
+    assert sorted(k for k in result if k != "mesh2d") == sorted(cells)
+    for name in cells:
         worst = result[name]
         assert worst["ys"] <= 1e-10 and worst["carry"] <= 1e-10, (name, worst)
         assert worst["grad"] <= 1e-9, (name, worst)
@@ -135,18 +148,44 @@ def test_sharded_time_axis_equals_one_device(devices):
         assert result["mesh2d"]["loss"] <= 1e-12 and result["mesh2d"]["grad"] <= 1e-10, result["mesh2d"]
 
 
-def test_cells_without_a_linear_form_get_a_clear_error():
+@pytest.mark.parametrize(
+    "devices", [pytest.param(2, marks=pytest.mark.slow), 4, pytest.param(8, marks=pytest.mark.slow)]
+)
+def test_sharded_time_axis_equals_one_device(devices):
+    """Every linear cell (the parallel scan's summaries)."""
+    _check(_run(devices, LINEAR), LINEAR, devices)
+
+
+@pytest.mark.parametrize(
+    "devices", [3, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
+)
+def test_sharded_time_axis_equals_one_device_matrix_cells(devices):
+    """Every matrix-memory cell (the chunkwise form's maps of the state), on an odd device count too."""
+    assert MATRIX, "no matrix-memory cell is registered"
+    _check(_run(devices, MATRIX), MATRIX, devices)
+
+
+def test_cells_without_a_parallel_form_get_a_clear_error():
     xs = jnp.zeros((4, 2, 3))
-    for name, form in (("lstm", "['sequential']"), ("gla", "['sequential', 'parallel', 'chunkwise']")):
-        cell = rnnjax.cells.get(name, hidden_size=4)
-        params = cell.init(jax.random.key(0), 3)
-        with pytest.raises(
-            ValueError, match=rf"time_axis_name needs a cell with a linear recurrence.*forms are {re.escape(form)}"
-        ):
-            rnnjax.unroll(cell, params, xs, time_axis_name="seq")
+    cell = rnnjax.cells.get("lstm", hidden_size=4)
+    params = cell.init(jax.random.key(0), 3)
+    with pytest.raises(
+        ValueError,
+        match=r"time_axis_name needs a cell with a linear recurrence .* or a matrix memory.*"
+        r"cell 'lstm' has neither; its forms are \['sequential'\]",
+    ):
+        rnnjax.unroll(cell, params, xs, time_axis_name="seq")
     cell = rnnjax.cells.get("lru", hidden_size=4)
     params = cell.init(jax.random.key(0), 3)
     with pytest.raises(ValueError, match="`remat` does not apply with time_axis_name"):
         rnnjax.unroll(cell, params, xs, time_axis_name="seq", remat=True)
-    with pytest.raises(ValueError, match="method must be 'auto' or 'parallel', got 'sequential'"):
+    with pytest.raises(ValueError, match=r"method must be one of \['auto', 'parallel'\], got 'sequential'"):
+        rnnjax.unroll(cell, params, xs, time_axis_name="seq", method="sequential")
+    with pytest.raises(ValueError, match="`chunk_size` applies to matrix-memory cells, and cell 'lru' is not one"):
+        rnnjax.unroll(cell, params, xs, time_axis_name="seq", chunk_size=2)
+    cell = rnnjax.cells.get("gla", hidden_size=4, num_heads=2)
+    params = cell.init(jax.random.key(0), 3)
+    with pytest.raises(
+        ValueError, match=r"method must be one of \['auto', 'parallel', 'chunkwise'\], got 'sequential'"
+    ):
         rnnjax.unroll(cell, params, xs, time_axis_name="seq", method="sequential")
