@@ -3,6 +3,7 @@
 python -m experiments list                          # the experiments and their configs
 python -m experiments train adding --set cell=gru seq_len=200
 python -m experiments train adding --resume         # continue runs/adding
+python -m experiments train charlm_long --devices 4 --seq-devices 2   # time split over 2 of 4 devices
 python -m experiments sweep adding --cells elman lstm --grid seq_len=10,50 --seeds 0 1
 python -m experiments study                         # the vanishing-gradient study (main job)
 python -m experiments recall --quick                # the recall study: accuracy against state size
@@ -47,6 +48,7 @@ def _train(args) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         devices=args.devices,
+        seq_devices=args.seq_devices,
         debug_nans=args.debug_nans,
         max_nonfinite=args.max_nonfinite,
     )
@@ -159,6 +161,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="data-parallel over this many devices (-1: all); the batch is split across them",
+    )
+    t.add_argument(
+        "--seq-devices",
+        type=int,
+        default=None,
+        help="of the --devices, how many split the time axis (a data x seq mesh; cells with a parallel or "
+        "chunkwise form, a loss at every step)",
     )
     t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0 (or 'auto' under SLURM)")
     t.add_argument("--num-processes", type=int, help="multi-host: total number of processes")

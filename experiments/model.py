@@ -26,6 +26,7 @@ class SequenceModel(NamedTuple):
     readout: str  # "last" | "all"
     unroll: int = 1
     bidirectional: bool = False  # every layer reads both ways (outputs concatenated); readout "all" only
+    time_axis_name: str | None = None  # inside shard_map, the time axis split over this mesh axis
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         keys = jax.random.split(key, len(self.cells) + 2)
@@ -60,7 +61,9 @@ class SequenceModel(NamedTuple):
             if self.bidirectional:
                 _, xs = rnnjax.layers.bidirectional(cell, cell, p, xs, lengths=lengths, unroll=self.unroll)
             else:
-                _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, unroll=self.unroll)
+                _, xs = rnnjax.unroll(
+                    cell, p, xs, lengths=lengths, unroll=self.unroll, time_axis_name=self.time_axis_name
+                )
         return xs
 
     def logits(self, params, batch):
@@ -135,10 +138,37 @@ def cast_floats(tree, dtype):
     return jax.tree_util.tree_map(cast, tree)
 
 
+def check_time_sharding(model, task: Task, config) -> None:
+    """Raise a ConfigError unless the model can run with its time axis split over devices."""
+    from experiments.config import ConfigError
+
+    cells = getattr(model, "cells", None)
+    why = []
+    if not isinstance(model, SequenceModel):
+        why.append(f"the model is a {type(model).__name__}, not the stacked cells of SequenceModel")
+    else:
+        if model.bidirectional:
+            why.append("the model is bidirectional")
+        if model.unroll != 1:
+            why.append(f"unroll={model.unroll}")
+        serial = [c.name for c in cells if c.linear is None and c.matrix is None]
+        if serial:
+            able = [s.name for s in rnnjax.cells.specs() if s.has_linear_form or s.has_matrix_form]
+            why.append(f"cell {serial[0]!r} has no parallel or chunkwise form (these have: {', '.join(able)})")
+    if task.readout != "all":
+        why.append(f"task {task.name!r} reads out {task.readout!r}, not a loss at every step")
+    if why:
+        raise ConfigError(f"--seq-devices splits the time axis, which this run cannot: {'; '.join(why)}")
+
+
 def loss_and_metrics(
-    model: SequenceModel, task: Task, params, batch, precision: str = "float32"
+    model: SequenceModel, task: Task, params, batch, precision: str = "float32", axes: tuple[str, ...] | None = None
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean loss over the batch, and metrics (accuracy for classification).
+
+    `axes`: called per device inside `jax.shard_map` (the time axis and the
+    batch split over these mesh axes): the sums behind each mean are reduced
+    over them with `lax.psum`, so every device returns the whole batch's values.
 
     `precision="bf16"`: the forward and backward pass run in bfloat16 (params
     and float inputs cast on the way in, so matmuls, activations and the
@@ -150,17 +180,19 @@ def loss_and_metrics(
     if compute is not None:
         params, batch = cast_floats(params, compute), {**batch, "xs": cast_floats(batch["xs"], compute)}
     preds = model.logits(params, batch).astype(jnp.float32)
+    total = jnp.sum if axes is None else lambda a: jax.lax.psum(jnp.sum(a), axes)  # noqa: E731
+    mean = jnp.mean if axes is None else lambda a: total(a) / total(jnp.ones_like(a))  # noqa: E731
     if task.loss == "mse":
-        loss = jnp.mean((preds - batch["ys"]) ** 2)
+        loss = mean((preds - batch["ys"]) ** 2)
         return loss, {"loss": loss, "mse": loss}
     logp = jax.nn.log_softmax(preds)
     nll = -jnp.take_along_axis(logp, batch["ys"][..., None], axis=-1)[..., 0]
     correct = (jnp.argmax(preds, -1) == batch["ys"]).astype(jnp.float32)
     if task.readout == "all":
         w = batch["weights"]
-        loss = jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
+        loss = total(nll * w) / jnp.maximum(total(w), 1.0)
         mw = batch.get("metric_weights", w)
-        acc = jnp.sum(correct * mw) / jnp.maximum(jnp.sum(mw), 1.0)
+        acc = total(correct * mw) / jnp.maximum(total(mw), 1.0)
     else:
-        loss, acc = jnp.mean(nll), jnp.mean(correct)
+        loss, acc = mean(nll), mean(correct)
     return loss, {"loss": loss, "accuracy": acc}

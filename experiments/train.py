@@ -103,11 +103,24 @@ def make_optimizer(config) -> optax.GradientTransformation:
     )
 
 
-def make_update_fn(model, task: Task, tx: optax.GradientTransformation, precision: str = "float32"):
+def make_loss_fn(model, task: Task, precision: str = "float32", parallel=None):
+    """`(params, batch) -> (loss, metrics)`; with the time axis sharded (`parallel.seq_size > 1`),
+    run per device inside `jax.shard_map` over the data x seq mesh (experiments/distributed.py)."""
+    if parallel is None or parallel.seq_size == 1:
+        return lambda p, b: model_lib.loss_and_metrics(model, task, p, b, precision)  # noqa: E731
+    local = model._replace(time_axis_name=distributed.SEQ_AXIS)
+    return parallel.sharded_loss(
+        lambda p, b, axes: model_lib.loss_and_metrics(local, task, p, b, precision, axes),
+        lambda b: distributed.batch_axes(task, b),
+    )
+
+
+def make_update_fn(model, task: Task, tx: optax.GradientTransformation, precision: str = "float32", parallel=None):
     """The jitted update step. The incoming state's buffers are donated."""
+    loss_of = make_loss_fn(model, task, precision, parallel)
 
     def update(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        loss_fn = lambda p: model_lib.loss_and_metrics(model, task, p, batch, precision)  # noqa: E731
+        loss_fn = lambda p: loss_of(p, batch)  # noqa: E731
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -134,8 +147,9 @@ def _count_nonfinite(health: dict[str, jax.Array], finite: jax.Array, step: jax.
     }
 
 
-def make_eval_fn(model, task: Task, precision: str = "float32"):
-    return jax.jit(lambda params, batch: model_lib.loss_and_metrics(model, task, params, batch, precision)[1])
+def make_eval_fn(model, task: Task, precision: str = "float32", parallel=None):
+    loss_of = make_loss_fn(model, task, precision, parallel)
+    return jax.jit(lambda params, batch: loss_of(params, batch)[1])
 
 
 def evaluate(eval_fn, params, batches) -> dict[str, float]:
@@ -225,6 +239,7 @@ def train(
     progress: bool = True,
     plot: bool = True,
     devices: int | None = None,
+    seq_devices: int | None = None,
     debug_nans: bool = False,
 ) -> dict[str, Any]:
     """Train `config` in `workdir`; returns the summary (also written to summary.json).
@@ -242,6 +257,9 @@ def train(
       plot: write curves.png at the end.
       devices: data parallelism over a mesh of this many devices (-1: all;
         None or 1: a single device). See experiments/distributed.py.
+      seq_devices: of those devices, how many split the time axis (a 2-D
+        mesh: devices / seq_devices along the batch, seq_devices along time),
+        for sequences too long for one device; None or 1: none.
       debug_nans: turn on JAX's NaN checking (`jax_debug_nans`): the first
         operation that produces a NaN raises, with its traceback. Slow; for debugging.
     """
@@ -256,22 +274,32 @@ def train(
             progress=progress,
             plot=plot,
             devices=devices,
+            seq_devices=seq_devices,
         )
 
 
-def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, progress, plot, devices):
+def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, progress, plot, devices, seq_devices):
     workdir = Path(workdir)
     prepare_run_folder(workdir, resume=resume, overwrite=overwrite)
     cfg_dict = config_lib.to_dict(config)
     task = make_task(config.task, config)
     model = model_lib.build(task, config)
     tx = make_optimizer(config)
-    update = make_update_fn(model, task, tx, config.precision)
-    eval_fn = make_eval_fn(model, task, config.precision)
-
-    parallel = distributed.DataParallel.create(devices)
+    try:
+        parallel = distributed.DataParallel.create(devices, seq_devices)
+    except ValueError as err:
+        raise config_lib.ConfigError(str(err)) from None
     if parallel is not None:
         parallel.check_batch(config.batch_size)
+        if parallel.seq_size > 1:
+            model_lib.check_time_sharding(model, task, config)
+            for b in [task.train_batch(0), *task.eval_batches]:
+                try:
+                    parallel.check_seq_len(b, distributed.batch_axes(task, b))
+                except ValueError as err:
+                    raise config_lib.ConfigError(str(err)) from None
+    update = make_update_fn(model, task, tx, config.precision, parallel)
+    eval_fn = make_eval_fn(model, task, config.precision, parallel)
     lead = jax.process_index() == 0  # the process that writes logs, plots and summaries
     progress = progress and lead
 
@@ -314,12 +342,13 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
 
     start = int(state.step)
     backend = jax.default_backend()
-    used = parallel.size if parallel is not None else 1
+    used = parallel.size * parallel.seq_size if parallel is not None else 1
     device_kind = jax.devices()[0].device_kind
+    seq_note = f", time split over {parallel.seq_size}" if parallel is not None and parallel.seq_size > 1 else ""
     if progress:
         print(
             f"[rnnjax] {config.task}: {config.cell} H={config.hidden_size} on {backend} "
-            f"({used} x {device_kind}, {jax.process_count()} process(es)); steps {start} -> {config.steps}; "
+            f"({used} x {device_kind}{seq_note}, {jax.process_count()} process(es)); steps {start} -> {config.steps}; "
             f"run folder {workdir}"
         )
 
@@ -397,6 +426,7 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
         "backend": backend,
         "device": device_kind,
         "devices": used,
+        "seq_devices": parallel.seq_size if parallel is not None else 1,
         "processes": jax.process_count(),
         "seconds_this_invocation": round(elapsed, 2),
         "steps_per_second_this_invocation": round(done_here / elapsed, 2) if elapsed > 0 else math.nan,

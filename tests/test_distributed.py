@@ -136,3 +136,47 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
             print(e)
     """
     assert "batch_size 12 must be divisible by the number of devices 8" in _run_python(code, 8, tmp_path)
+
+
+def test_time_split_over_devices_equals_one_device(tmp_path):
+    """charlm_long (GLA, chunkwise) on a 2 x 2 mesh, the time axis split over `seq`: the same losses,
+    evaluation and parameters as on one device (float32; the psum adds the slices' sums in another order)."""
+    one, split = tmp_path / "one", tmp_path / "split"
+    code = f"""
+        from experiments import config as c, train as t
+        cfg = c.resolve("charlm_long", smoke=True, sets=["steps=4", "eval_every=2", "checkpoint_every=2"])
+        t.train(cfg, {str(one)!r}, progress=False, plot=False)
+        s = t.train(cfg, {str(split)!r}, progress=False, plot=False, devices=4, seq_devices=2)
+        assert s["devices"] == 4 and s["seq_devices"] == 2, s
+    """
+    _run_python(code, 4, tmp_path)
+    records = [train_lib.read_metrics(w / "metrics.jsonl") for w in (one, split)]
+    assert [(r["step"], r["split"]) for r in records[0]] == [(r["step"], r["split"]) for r in records[1]]
+    for a, b in zip(*records, strict=True):
+        for key in ("loss", "accuracy"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=f"{key} at step {a['step']} ({a['split']})")
+    chex.assert_trees_all_close(_params(split), _params(one), rtol=1e-4, atol=1e-6)
+
+
+def test_time_split_errors_say_what_is_wrong(tmp_path):
+    code = f"""
+        from experiments import config as c, train as t
+        cases = {{
+            "divisor": ("charlm_long", [], 3),
+            "cell": ("charlm", [], 2),
+            "readout": ("sentiment", ["cell=lru"], 2),
+            "seq_len": ("charlm_long", ["seq_len=65"], 2),
+        }}
+        for name, (experiment, sets, seq) in cases.items():
+            cfg = c.resolve(experiment, smoke=True, sets=sets)
+            try:
+                t.train(cfg, {str(tmp_path)!r} + "/" + name, progress=False, devices=4, seq_devices=seq)
+                print(name, "| no error")
+            except c.ConfigError as e:
+                print(name, "|", e)
+    """
+    out = dict(line.split(" | ", 1) for line in _run_python(code, 4, tmp_path).splitlines() if " | " in line)
+    assert "--seq-devices 3: must be a positive divisor of the device count 4" in out["divisor"]
+    assert "cell 'lstm' has no parallel or chunkwise form" in out["cell"]
+    assert "reads out 'last', not a loss at every step" in out["readout"]
+    assert "has 65 steps, not divisible by 2" in out["seq_len"]
