@@ -80,6 +80,7 @@ class Backbone(NamedTuple):
     mlp_ratio: int = 2
     readout: str = "all"
     input_size: int = 0
+    state_float32: bool = False  # carry the mixer's state in float32 (rnnjax.mixed_precision) under bf16
 
     def cell(self) -> rnnjax.cells.Cell | None:
         """The rnnjax cell of the mixer, or None for attention."""
@@ -90,7 +91,8 @@ class Backbone(NamedTuple):
         kwargs = {"num_heads": self.num_heads} if "num_heads" in accepted else {}
         if "output_size" in accepted:
             kwargs["output_size"] = self.width
-        return rnnjax.cells.get(self.mixer, hidden_size=self.width, **kwargs)
+        cell = rnnjax.cells.get(self.mixer, hidden_size=self.width, **kwargs)
+        return rnnjax.mixed_precision(cell) if self.state_float32 else cell
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         D, E = self.width, self.mlp_ratio * self.width

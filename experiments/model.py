@@ -128,6 +128,15 @@ def build(task: Task, config):
 PRECISIONS = {"float32": None, "bf16": jnp.bfloat16}
 
 
+def with_float32_state(model):
+    """The model with its cells' recurrent state carried in float32 (`rnnjax.mixed_precision`)."""
+    if isinstance(model, SequenceModel):
+        return model._replace(cells=tuple(rnnjax.mixed_precision(c) for c in model.cells))
+    if hasattr(model, "state_float32"):  # the residual backbone
+        return model._replace(state_float32=True)
+    return model
+
+
 def cast_floats(tree, dtype):
     """Every real floating leaf of `tree` in `dtype` (ints, bools and complex leaves unchanged)."""
 
@@ -171,14 +180,17 @@ def loss_and_metrics(
     over them with `lax.psum`, so every device returns the whole batch's values.
 
     `precision="bf16"`: the forward and backward pass run in bfloat16 (params
-    and float inputs cast on the way in, so matmuls, activations and the
-    recurrent state are bfloat16), the loss and its reductions in float32; the
-    params and the optimiser state the trainer keeps stay float32 (the cast's
-    gradient casts back).
+    and float inputs cast on the way in, so the input products and per-step
+    layers are bfloat16), the recurrent state in float32 (`rnnjax.mixed_precision`:
+    whatever touches the state runs in float32), the loss and its reductions
+    in float32; the params and the optimiser state the trainer keeps stay
+    float32 (the cast's gradient casts back). The encoder-decoder of
+    `translate` keeps its state in bfloat16.
     """
     compute = PRECISIONS[precision]
     if compute is not None:
         params, batch = cast_floats(params, compute), {**batch, "xs": cast_floats(batch["xs"], compute)}
+        model = with_float32_state(model)
     preds = model.logits(params, batch).astype(jnp.float32)
     total = jnp.sum if axes is None else lambda a: jax.lax.psum(jnp.sum(a), axes)  # noqa: E731
     mean = jnp.mean if axes is None else lambda a: total(a) / total(jnp.ones_like(a))  # noqa: E731

@@ -10,8 +10,9 @@ JAX and NumPy; framework adapters live at the edge.
 """
 
 from rnnjax import cells, reference, seq2seq
+from rnnjax.precision import mixed_precision
 from rnnjax.unrolling import sequence_mask, unroll
 
 __version__ = "0.1.0"
 
-__all__ = ["cells", "reference", "seq2seq", "sequence_mask", "unroll", "__version__"]
+__all__ = ["cells", "mixed_precision", "reference", "seq2seq", "sequence_mask", "unroll", "__version__"]
