@@ -11,7 +11,8 @@ In order, each step writing what it has before the next starts (an interrupted r
 3. determinism: the same gradient computed in two fresh processes, bit for bit (on a GPU with
    `XLA_FLAGS=--xla_gpu_deterministic_ops=true`);
 4. the sequence-length sweep, float32 then bfloat16: the LSTM and GRU (rnnjax's default, the
-   plain scan, flax, Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
+   plain scan, the sequence kernel with `kernel=True` (cuDNN for the LSTM in float32), flax,
+   Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
    parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel, chunkwise).
 
 Results: `benchmarks/results/<device>-<date>.json` (`--out`), `.md` tables and plots per dtype,
@@ -32,7 +33,7 @@ from pathlib import Path
 
 # (section, kinds, implementations): the order is the priority when time runs short
 SWEEP = (
-    ("lstm-gru", ("lstm", "gru"), ("rnnjax", "rnnjax-scan", "jax-cudnn", "flax", "equinox")),
+    ("lstm-gru", ("lstm", "gru"), ("rnnjax", "rnnjax-scan", "rnnjax-kernel", "jax-cudnn", "flax", "equinox")),
     ("linear", ("rglru", "lru", "s5", "mingru"), ("rnnjax-seq-linear", "rnnjax-parallel", "rnnjax-pallas")),
     ("matrix", ("gated_deltanet", "mlstm", "gla", "ssd", "deltanet"), ("rnnjax", "rnnjax-seq", "rnnjax-parallel")),
 )

@@ -404,6 +404,8 @@ def recurrentgemma_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -
 IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax": rnnjax_impl,
     "rnnjax-scan": lambda *a: rnnjax_impl(*a, kernel=False),
+    # the sequence kernel wherever it applies: the LSTM's cuDNN path on a GPU (float32), the blocked kernels
+    "rnnjax-kernel": lambda *a: rnnjax_impl(*a, kernel=True),
     "rnnjax-unroll4": lambda *a: rnnjax_impl(*a, unroll=4),
     "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
     "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),

@@ -76,7 +76,7 @@ def machine() -> dict:
 def applicable(impl: str, kind: str) -> bool:
     """Peers and kind-specific variants (listed in PEERS_FOR) run for their kinds; rnnjax's generic
     variants run for every registered cell, the parallel scan only for cells with a linear form and
-    the plain scan (`kernel=False`) only for cells whose default is a sequence kernel."""
+    the plain scan (`kernel=False`) and the kernel (`kernel=True`) only for cells that have a sequence kernel."""
     from benchmarks.impls import PEERS_FOR
 
     if any(impl in peers for peers in PEERS_FOR.values()):
@@ -100,7 +100,7 @@ def applicable(impl: str, kind: str) -> bool:
         import rnnjax
 
         return rnnjax.cells.spec(kind).has_matrix_form
-    if impl == "rnnjax-scan":
+    if impl in ("rnnjax-scan", "rnnjax-kernel"):
         import rnnjax
 
         return rnnjax.cells.get(kind, hidden_size=8).sequence is not None

@@ -165,8 +165,10 @@ def unroll(
       kernel: whether to run the cell's sequence kernel (`cell.sequence`, e.g.
         the LSTM's, rnnjax/kernels/lstm.py) instead of `lax.scan` over
         `cell.step`. Same function, same gradients, faster where it was
-        measured to be. None (default): where the cell has one, the backend is
-        the CPU and the call needs nothing the kernel lacks (the sequential
+        measured to be; on a GPU the LSTM's kernel is cuDNN for float32
+        (rnnjax/kernels/cudnn_lstm.py). None (default): where the cell has
+        one, the backend is in `KERNEL_BACKENDS` (the CPU; not yet timed on a
+        GPU) and the call needs nothing the kernel lacks (the sequential
         method, `unroll=1`, no `resets`, `remat` or `truncation`). False: always
         the plain scan. True: the kernel, or a ValueError saying why not. The
         kernels' VJPs are hand-written, so use False for forward-mode autodiff
@@ -278,6 +280,13 @@ def unroll(
     return carry, ys
 
 
+# where `kernel=None` runs a cell's sequence kernel: measured faster than the scan on the CPU
+# (docs/benchmarks.md). On a GPU the LSTM's kernel is cuDNN (rnnjax/kernels/cudnn_lstm.py) and
+# the GRU's the blocked one; the GPU check (python -m benchmarks.accelerator, "rnnjax-kernel"
+# against "rnnjax-scan") times them, and "gpu" joins this list when they win there.
+KERNEL_BACKENDS = ("cpu",)
+
+
 def _use_kernel(fn, cell, kernel, method, unroll, resets, chunk) -> bool:
     """Whether `unroll` runs `cell.sequence` (see the `kernel` argument)."""
     if kernel is False:
@@ -296,8 +305,7 @@ def _use_kernel(fn, cell, kernel, method, unroll, resets, chunk) -> bool:
         if reasons:
             raise ValueError(f"{fn}: kernel=True, but the sequence kernel does not apply: {'; '.join(reasons)}")
         return True
-    # measured faster on CPU (docs/benchmarks.md); unmeasured on GPU/TPU, where the scan stays
-    return not reasons and jax.default_backend() == "cpu"
+    return not reasons and jax.default_backend() in KERNEL_BACKENDS
 
 
 def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):

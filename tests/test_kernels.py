@@ -157,3 +157,57 @@ def test_empty_sequence_and_bfloat16(kind):
     ys16 = rnnjax.unroll(cell16, p16, xs.astype(jnp.bfloat16))[1]
     assert ys16.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(ys16, np.float32), rnnjax.unroll(cell, params, xs)[1], atol=3e-2)
+
+
+# --- the LSTM's GPU kernel: cuDNN through jax.experimental.rnn -------------------------------
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("on_device", [False, True])
+def test_cudnn_lstm_equals_the_scan(reverse, on_device):
+    """The packing, the lengths (0 included) and the reversal of rnnjax/kernels/cudnn_lstm.py against
+    the scan of `lstm.step`, values and gradients (params, inputs, initial carry). On the CPU through
+    `jax.experimental.rnn.lstm_ref` (JAX's model of the cuDNN call, float64); on a GPU through cuDNN
+    itself in float32 (the GPU check runs this file)."""
+    from rnnjax.kernels import cudnn_lstm
+
+    if on_device and jax.default_backend() != "gpu":
+        pytest.skip("cuDNN needs a GPU")
+    dtype = jnp.float32 if on_device else jnp.float64
+    with jax.enable_x64(not on_device):
+        cell, params, xs, carry0 = _setup("lstm", 6, (5,), dtype)
+        lengths = jnp.array([T, 3, 0, 1, T - 1])
+        mask = rnnjax.sequence_mask(lengths, T)
+
+        def kernel_loss(params, xs, carry0):
+            hs, h, c = cudnn_lstm.lstm_sequence(params, xs, carry0.h, carry0.c, mask, reverse, reference=not on_device)
+            w = jnp.cos(jnp.arange(hs.size, dtype=hs.dtype)).reshape(hs.shape)
+            return jnp.sum(hs * w) + jnp.sum(jnp.sin(h)) + jnp.sum(jnp.sin(c)), (hs, h, c)
+
+        def scan_loss(params, xs, carry0):
+            carry, hs = rnnjax.unroll(
+                cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=False
+            )
+            w = jnp.cos(jnp.arange(hs.size, dtype=hs.dtype)).reshape(hs.shape)
+            return jnp.sum(hs * w) + jnp.sum(jnp.sin(carry.h)) + jnp.sum(jnp.sin(carry.c)), (hs, carry.h, carry.c)
+
+        (_, got), g_got = jax.value_and_grad(kernel_loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
+        (_, want), g_want = jax.value_and_grad(scan_loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
+        tol = 1e-4 if on_device else 1e-12
+        chex.assert_trees_all_close(got, want, rtol=tol, atol=tol)
+        chex.assert_trees_all_close(g_got, g_want, rtol=tol, atol=tol)
+
+
+def test_cudnn_lstm_packs_rnnjax_params_in_cudnns_layout():
+    """Unpacked by JAX's own `unpack_lstm_weights`, the flat vector gives back w_x^T, w_h^T, b and zeros."""
+    from jax.experimental import rnn as jrnn
+
+    from rnnjax.kernels import cudnn_lstm
+
+    cell, params, _, _ = _setup("lstm", 4, (2,), jnp.float32)
+    W_ih, W_hh, b_ih, b_hh = jrnn.unpack_lstm_weights(cudnn_lstm.pack(params), I, 4, 1, False)
+    np.testing.assert_array_equal(W_ih[0], params["w_x"].T)
+    np.testing.assert_array_equal(W_hh[0], params["w_h"].T)
+    np.testing.assert_array_equal(b_ih[0], params["b"])
+    np.testing.assert_array_equal(b_hh[0], np.zeros(16, np.float32))
+    assert cudnn_lstm.pack(params).size == jrnn.get_num_params_in_lstm(I, 4, 1, False)

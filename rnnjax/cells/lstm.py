@@ -40,6 +40,7 @@ from jax.typing import DTypeLike
 from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
+from rnnjax.kernels import cudnn_lstm
 from rnnjax.kernels import lstm as lstm_kernel
 
 
@@ -133,7 +134,9 @@ def lstm(
         return LSTMState(h=h, c=c), h
 
     def sequence(params, xs, carry, mask, reverse):
-        hs, h, c = lstm_kernel.lstm_sequence(params, xs, carry.h, carry.c, mask, reverse)
+        # cuDNN on a GPU for float32 (rnnjax/kernels/cudnn_lstm.py), the blocked kernel elsewhere
+        run = cudnn_lstm.lstm_sequence if cudnn_lstm.applies(xs) else lstm_kernel.lstm_sequence
+        hs, h, c = run(params, xs, carry.h, carry.c, mask, reverse)
         return LSTMState(h=h, c=c), hs
 
     return base.Cell(
