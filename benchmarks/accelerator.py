@@ -13,7 +13,8 @@ In order, each step writing what it has before the next starts (an interrupted r
 4. the sequence-length sweep, float32 then bfloat16: the LSTM and GRU (rnnjax's default, the
    plain scan, the sequence kernel with `kernel=True` (cuDNN for the LSTM in float32), flax,
    Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
-   parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel, chunkwise).
+   parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel,
+   chunkwise, and the Pallas chunkwise kernel for GLA and SSD).
 
 Results: `benchmarks/results/<device>-<date>.json` (`--out`), `.md` tables and plots per dtype,
 each tagged with the device. The sweep stops starting new work when `--budget-s` is spent.
@@ -35,7 +36,11 @@ from pathlib import Path
 SWEEP = (
     ("lstm-gru", ("lstm", "gru"), ("rnnjax", "rnnjax-scan", "rnnjax-kernel", "jax-cudnn", "flax", "equinox")),
     ("linear", ("rglru", "lru", "s5", "mingru"), ("rnnjax-seq-linear", "rnnjax-parallel", "rnnjax-pallas")),
-    ("matrix", ("gated_deltanet", "mlstm", "gla", "ssd", "deltanet"), ("rnnjax", "rnnjax-seq", "rnnjax-parallel")),
+    (
+        "matrix",
+        ("gla", "gated_deltanet", "mlstm", "ssd", "deltanet"),
+        ("rnnjax", "rnnjax-seq", "rnnjax-parallel", "rnnjax-pallas"),
+    ),
 )
 FULL = {"seq_lens": [64, 256, 1024, 4096, 16384, 65536], "batch": 16, "input": 64, "hidden": 256, "reps": 5}
 TINY = {"seq_lens": [8], "batch": 2, "input": 4, "hidden": 8, "reps": 1}

@@ -193,6 +193,6 @@ def chunk_size(fn: str, chunk_size: Any, method: str, default: int | None) -> in
         return default
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"{fn}: `chunk_size` must be a positive int, got {chunk_size!r}")
-    if method != "chunkwise":
+    if method != "chunkwise" and not (method == "pallas" and default is not None):
         raise ValueError(f"{fn}: `chunk_size` applies to method='chunkwise' only, got method={method!r}")
     return int(chunk_size)

@@ -250,6 +250,7 @@ def chunkwise_unroll(
     reverse: bool,
     chunk: int,
     axis_name: str | None = None,
+    pallas: bool = False,
 ):
     """`(carry, ys)` of the matrix recurrence over `xs [T, *batch, I]`, chunk by chunk (see the module docstring).
 
@@ -265,6 +266,9 @@ def chunkwise_unroll(
     applies those of the slices before its own to `carry0` to get the state
     entering its slice, and runs its chunks from there. Returns the device's
     outputs and the global final carry.
+
+    `pallas`: run the chunks with the Pallas kernel of
+    rnnjax/kernels/pallas_chunkwise.py (decay-and-write cells without resets).
     """
     rec = cell.matrix
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
@@ -300,6 +304,19 @@ def chunkwise_unroll(
     N = (T + pad) // chunk
     q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
 
+    if pallas:
+        if beta is not None or log_w is not None or r is not None or axis_name is not None:
+            raise ValueError(
+                f"rnnjax.unroll: method='pallas' has a chunkwise kernel for decay-and-write cells (GLA, SSD) "
+                f"without resets or time sharding; cell {cell.name!r} "
+                + ("has the delta rule" if beta is not None else "is stabilised" if log_w is not None else "was")
+                + (" and the call has resets" if r is not None else "")
+                + (" and time_axis_name" if axis_name is not None else "")
+            )
+        from rnnjax.kernels.pallas_chunkwise import decay_write_chunkwise
+
+        o, S_final = decay_write_chunkwise(q, k, v, log_decay, S_star)
+        return _chunkwise_result(rec, params, xs, o, None, S_final, None, T, N, chunk, batch_shape, reverse)
     if beta is not None:
         finish, maps = _delta(q, k, v, log_decay, beta, r, S_star)
     else:
@@ -309,6 +326,12 @@ def chunkwise_unroll(
     else:
         (S_in, m_in), (S_final, m_final) = _across_devices(maps(), (S_star, m_star), axis_name, reverse)
         (o, m_t), _ = finish(S_in, m_in)
+
+    return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
+
+
+def _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse):
+    """`(carry, ys)` from the chunked outputs `o [N, C, B, H, dv]` and the final state."""
 
     def unchunk(a):
         a = a.reshape(N * chunk, *a.shape[2:])[:T]

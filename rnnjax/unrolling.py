@@ -74,11 +74,16 @@ def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False, carry_s
             f"(h_t = a_t * h_(t-1) + b_t) or a matrix memory, and cell {cell.name!r} has neither; "
             f"its forms are {forms(cell)}"
         )
-    if method == "pallas" and cell.linear is None:
+    if method == "pallas" and cell.linear is None and cell.matrix is None:
         raise ValueError(
-            f"rnnjax.unroll: method='pallas' runs the Pallas kernel of the diagonal linear scan, which needs a cell "
-            f"with a linear recurrence (h_t = a_t * h_(t-1) + b_t), and cell {cell.name!r} has none; "
-            f"its forms are {forms(cell)}"
+            f"rnnjax.unroll: method='pallas' runs the Pallas kernel of the diagonal linear scan or of the chunkwise "
+            f"form, which needs a cell with a linear recurrence (h_t = a_t * h_(t-1) + b_t) or a matrix memory, and "
+            f"cell {cell.name!r} has neither; its forms are {forms(cell)}"
+        )
+    if method == "pallas" and cell.matrix is not None and cell.matrix.stabilised:
+        raise ValueError(
+            f"rnnjax.unroll: method='pallas' has a chunkwise kernel for the decay-and-write cells (GLA, SSD), and "
+            f"cell {cell.name!r} is stabilised (an exponential input gate); use method='chunkwise'"
         )
     if method == "chunkwise" and cell.matrix is None:
         raise ValueError(
@@ -137,8 +142,9 @@ def unroll(
       unroll: the `jax.lax.scan` unroll factor (steps per loop iteration).
       time_major: False for `[*batch, T, I]` inputs and outputs.
       method: "sequential" (`lax.scan`), "pallas" (cells with a linear form: the
-        Pallas kernel of the linear scan, rnnjax/kernels/pallas_scan.py, in
-        interpret mode off a GPU), "parallel" (`lax.associative_scan`
+        Pallas kernel of the linear scan, rnnjax/kernels/pallas_scan.py; GLA
+        and SSD: the Pallas kernel of the chunkwise form,
+        rnnjax/kernels/pallas_chunkwise.py; in interpret mode off a GPU), "parallel" (`lax.associative_scan`
         for cells with a `LinearRecurrence` form; for matrix-memory cells the
         quadratic form, i.e. one chunk of T steps), "chunkwise" (matrix-memory
         cells: masked matrix products inside chunks of `chunk_size` steps, a
@@ -254,8 +260,12 @@ def unroll(
 
     if use_kernel and T > 0:
         carry, ys = _kernel_unroll(cell, params, xs, initial_carry, mask, reverse, batch_shape)
-    elif method == "chunkwise" and T > 0:
-        carry, ys = chunkwise_unroll(cell, params, xs, initial_carry, mask, resets, reverse, chunk_size)
+    elif (method == "chunkwise" or (method == "pallas" and cell.matrix is not None)) and T > 0:
+        if method == "pallas" and resets is not None:
+            raise ValueError(f"{fn}: method='pallas' on a matrix-memory cell takes no `resets` (use 'chunkwise')")
+        carry, ys = chunkwise_unroll(
+            cell, params, xs, initial_carry, mask, resets, reverse, chunk_size, pallas=method == "pallas"
+        )
         if mask is not None:
             ys = _where_valid(mask, ys, jnp.zeros_like(ys))
     elif method in ("parallel", "pallas") and T > 0:

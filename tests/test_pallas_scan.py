@@ -1,5 +1,7 @@
-"""The Pallas kernel of the diagonal linear scan (interpret mode on the CPU) against the pure-JAX paths:
-values and gradients, forward and reverse, with lengths and resets, in float64."""
+"""The Pallas kernels (interpret mode on the CPU) against the pure-JAX paths, in float64: the diagonal
+linear scan (values and gradients, forward and reverse, with lengths and resets) and the chunkwise
+form of the decay-and-write matrix cells (values, final state and every gradient, the initial
+state's included, with lengths, reverse and a padded last chunk)."""
 
 from __future__ import annotations
 
@@ -62,8 +64,45 @@ def test_unroll_method_pallas_equals_sequential(x64, name, reverse):
 def test_pallas_method_errors_name_the_reason():
     xs = jnp.zeros((4, 2, 3))
     lstm = rnnjax.cells.lstm(4)
-    with pytest.raises(ValueError, match="method='pallas' runs the Pallas kernel.*cell 'lstm' has none"):
+    with pytest.raises(ValueError, match="method='pallas' runs the Pallas kernel.*cell 'lstm' has neither"):
         rnnjax.unroll(lstm, lstm.init(jax.random.key(0), 3), xs, method="pallas")
     lru = rnnjax.cells.lru(4)
     with pytest.raises(TypeError, match="method='pallas' takes real floating states; cell 'lru' has a complex64"):
         rnnjax.unroll(lru, lru.init(jax.random.key(0), 3), xs, method="pallas")
+
+    for name, why in (("mlstm", "is stabilised"), ("deltanet", "has the delta rule")):
+        cell = rnnjax.cells.get(name, **rnnjax.cells.spec(name).example)
+        with pytest.raises(ValueError, match=f"method='pallas' .*cell '{name}' {why}"):
+            rnnjax.unroll(cell, cell.init(jax.random.key(0), 3), xs, method="pallas")
+    gla = rnnjax.cells.get("gla", **rnnjax.cells.spec("gla").example)
+    with pytest.raises(ValueError, match="method='pallas' on a matrix-memory cell takes no `resets`"):
+        rnnjax.unroll(gla, gla.init(jax.random.key(0), 3), xs, method="pallas", resets=jnp.zeros((4, 2), bool))
+
+
+@pytest.mark.parametrize("name", ["gla", "ssd"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_unroll_method_pallas_chunkwise_equals_sequential(x64, name, reverse):
+    """GLA (a decay per key) and SSD (a scalar decay per head) through the chunkwise Pallas kernel:
+    T = 11 in chunks of 4 (a padded last chunk), right-padded lengths, a non-zero initial state."""
+    cell = rnnjax.cells.get(name, **rnnjax.cells.spec(name).example)
+    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), cell.init(jax.random.key(0), 3))
+    T = 11
+    xs = jax.random.normal(jax.random.key(1), (T, 2, 3), jnp.float64)
+    S0 = cell.initial_carry(params, (2,))
+    S0 = S0._replace(S=0.3 * jax.random.normal(jax.random.key(2), S0.S.shape, jnp.float64))
+    w = jax.random.normal(jax.random.key(3), (T, 2, cell.output_size), jnp.float64)
+    kw = dict(lengths=jnp.array([T, 6]), reverse=reverse, initial_carry=S0)
+
+    def loss(method, **extra):
+        def f(p, x, s):
+            carry, ys = rnnjax.unroll(cell, p, x, method=method, **{**kw, "initial_carry": s}, **extra)
+            return jnp.sum(w * ys) + jnp.sum(jnp.sin(carry.S)), (carry.S, ys)
+
+        return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(params, xs, S0)
+
+    (_, (c1, y1)), g1 = loss("sequential")
+    (_, (c2, y2)), g2 = loss("pallas", chunk_size=4)
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c2, c1, rtol=1e-12, atol=1e-13)
+    for got, want in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(g1), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
