@@ -1,8 +1,8 @@
 """Character-level language model with long contexts: the time axis split over devices.
 
 The `charlm` task (Shakespeare, bits per character against n-gram models) with
-windows of 4,096 characters and a matrix-memory cell (GLA, chunkwise), the
-config for sequence parallelism: each window's time axis can be split over
+windows of 4,096 characters and two layers of the LRU (a linear recurrence:
+the parallel scan), the config for sequence parallelism: each window's time axis can be split over
 devices with `--seq-devices` (experiments/distributed.py), and the run equals
 the one-device run to float32 rounding.
 
@@ -22,13 +22,14 @@ from experiments.configs.charlm import Config as CharLM
 
 @dataclasses.dataclass(frozen=True)
 class Config(CharLM):
-    cell: str = "gla"
+    cell: str = "lru"
+    num_layers: int = 2
     seq_len: int = 4096
     eval_chars: int = 65_536
     embed_size: int = 32
-    hidden_size: int = 64
+    hidden_size: int = 128
     batch_size: int = 4
-    steps: int = 300
+    steps: int = 500
     learning_rate: float = 3e-3
     warmup_steps: int = 30
     eval_every: int = 100
