@@ -1,16 +1,17 @@
 """Memory and time per device of a training step with the time axis sharded over P devices.
 
     python -m benchmarks.sequence_parallel                      # P = 1, 2, 4, 8 forced host devices, T up to 2^20
+    python -m benchmarks.sequence_parallel --cell gla           # a matrix-memory cell (4 heads of 16, chunkwise)
     python -m benchmarks.sequence_parallel --tiny               # seconds
 
 For each P (a fresh process with `--xla_force_host_platform_device_count=P`), an LRU
-(H = 64, batch 1, input 16) is unrolled with `time_axis_name="seq"` inside `jax.shard_map`
+(H = 64, batch 1, input 16; or `--cell`) is unrolled with `time_axis_name="seq"` inside `jax.shard_map`
 over P devices (P = 1: the same call on one device), and the gradient of a mean-square
 loss is compiled for each T. Reported: XLA's memory analysis of the compiled step per
 device (arguments + outputs + temporaries), and the median time of a step where it fits
 `--time-up-to`. On forced host devices the P "devices" share the same cores, so the time
 shows the overhead of the scheme, not a speed-up; the memory per device is the point.
-Writes `benchmarks/results/sequence-parallel-cpu-<date>.{json,md}`.
+Writes `benchmarks/results/sequence-parallel[-CELL]-cpu-<date>.{json,md}` (no tag for the LRU).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 import rnnjax
 
-seq_lens, time_up_to = json.loads(sys.argv[1]), int(sys.argv[2])
+seq_lens, time_up_to, name = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 n = len(jax.devices())
 mesh = Mesh(np.array(jax.devices()), ("seq",))
-cell = rnnjax.cells.lru(64)
+heads = {"num_heads": 4} if rnnjax.cells.spec(name).has_matrix_form else {}
+cell = rnnjax.cells.get(name, hidden_size=64, **heads)
 params = cell.init(jax.random.key(0), 16)
 
 def loss(params, xs):
@@ -66,10 +68,10 @@ for T in seq_lens:
 """
 
 
-def run(devices: int, seq_lens: list[int], time_up_to: int) -> list[dict]:
+def run(devices: int, seq_lens: list[int], time_up_to: int, cell: str = "lru") -> list[dict]:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
-        [sys.executable, "-c", WORKER, json.dumps(seq_lens), str(time_up_to)],
+        [sys.executable, "-c", WORKER, json.dumps(seq_lens), str(time_up_to), cell],
         env=env,
         capture_output=True,
         text=True,
@@ -82,13 +84,14 @@ def run(devices: int, seq_lens: list[int], time_up_to: int) -> list[dict]:
     return recs
 
 
-def table(records: list[dict]) -> str:
+def table(records: list[dict], cell: str = "lru") -> str:
     Ts = sorted({r["T"] for r in records if "T" in r})
     Ps = sorted({r["devices"] for r in records})
     by = {(r["devices"], r["T"]): r for r in records if "T" in r}
     lines = [
         "Memory per device of the compiled training step, MB (XLA memory analysis), and step time in ms where "
-        "measured; LRU H=64, batch 1, input 16, float32, time sharded over P forced host devices.",
+        f"measured; {'LRU' if cell == 'lru' else cell + ' (4 heads)'} H=64, batch 1, input 16, float32, time sharded "
+        "over P forced host devices.",
         "",
         "| T | " + " | ".join(f"P={p}" for p in Ps) + " |",
         "|---|" + "---|" * len(Ps),
@@ -113,19 +116,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4, 8])
+    p.add_argument("--cell", default="lru", help="a registered cell with a parallel or chunkwise form")
     p.add_argument("--out", help="results JSON (default benchmarks/results/sequence-parallel-cpu-<date>.json)")
     args = p.parse_args(argv)
     seq_lens = [64, 128] if args.tiny else [2**14, 2**16, 2**18, 2**20]
     time_up_to = 128 if args.tiny else 2**18
     date = datetime.date.today().isoformat()
-    out = Path(args.out or f"benchmarks/results/sequence-parallel-cpu-{date}.json")
+    tag = "" if args.cell == "lru" else f"-{args.cell}"
+    out = Path(args.out or f"benchmarks/results/sequence-parallel{tag}-cpu-{date}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = []
     t0 = time.perf_counter()
     for devices in args.devices:
-        records += run(devices, seq_lens, time_up_to)
-    md = table(records)
-    out.write_text(json.dumps({"date": date, "seconds": time.perf_counter() - t0, "records": records}, indent=1))
+        records += run(devices, seq_lens, time_up_to, args.cell)
+    md = table(records, args.cell)
+    meta = {"date": date, "cell": args.cell, "seconds": time.perf_counter() - t0}
+    out.write_text(json.dumps({**meta, "records": records}, indent=1))
     out.with_suffix(".md").write_text(md)
     print(md)
     return 0 if not any("error" in r for r in records) else 1

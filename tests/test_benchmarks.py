@@ -198,11 +198,12 @@ def test_accelerator_determinism_check_fails_when_a_run_fails(monkeypatch):
     assert accelerator.check_determinism("cpu", timeout=1)["identical"] is False
 
 
-def test_sequence_parallel_benchmark_tiny(tmp_path):
+@pytest.mark.parametrize("cell", ["lru", "gla"])
+def test_sequence_parallel_benchmark_tiny(tmp_path, cell):
     from benchmarks import sequence_parallel
 
     out = tmp_path / "sp.json"
-    assert sequence_parallel.main(["--tiny", "--devices", "1", "2", "--out", str(out)]) == 0
+    assert sequence_parallel.main(["--tiny", "--cell", cell, "--devices", "1", "2", "--out", str(out)]) == 0
     records = json.loads(out.read_text())["records"]
     assert {(r["devices"], r["T"]) for r in records} == {(p, T) for p in (1, 2) for T in (64, 128)}
     by = {(r["devices"], r["T"]): r for r in records}
