@@ -125,7 +125,8 @@ def decay_write_chunkwise(
     """Outputs `o = S_t^T q_t` and the final state of `S_t = exp(log_decay_t) * S_(t-1) + k_t v_t^T`.
 
     Args:
-      q, k: `[N, C, B, H, dk]`, the steps in N chunks of C (rnnjax/chunkwise.py's layout).
+      q: `[N, C, B, H, dk]`, the steps in N chunks of C (rnnjax/chunkwise.py's layout).
+      k: `[N, C, B, H, dk]`.
       v: `[N, C, B, H, dv]`.
       log_decay: `[N, C, B, H, D]`, `<= 0`; D = dk (a decay per key, GLA) or 1 (per head, SSD).
       S0: `[B, H, dk, dv]`, the state entering the first chunk.
