@@ -14,7 +14,7 @@ In order, each step writing what it has before the next starts (an interrupted r
    plain scan, the sequence kernel with `kernel=True` (cuDNN for the LSTM in float32), flax,
    Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
    parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel,
-   chunkwise, and the Pallas chunkwise kernel for GLA and SSD).
+   chunkwise, and the Pallas chunkwise kernels).
 
 Results: `benchmarks/results/<device>-<date>.json` (`--out`), `.md` tables and plots per dtype,
 each tagged with the device. The sweep stops starting new work when `--budget-s` is spent.

@@ -85,17 +85,15 @@ def applicable(impl: str, kind: str) -> bool:
         import rnnjax
 
         return rnnjax.cells.spec(kind).has_linear_form or rnnjax.cells.spec(kind).has_matrix_form
-    if impl == "rnnjax-pallas":  # the Pallas kernels: real-valued linear cells (not the complex LRU), GLA and SSD
+    if impl == "rnnjax-pallas":  # the Pallas kernels: real-valued linear cells (not the complex LRU), matrix cells
         import jax
         import jax.numpy as jnp
 
         import rnnjax
 
         spec = rnnjax.cells.spec(kind)
-        if spec.has_matrix_form:  # the chunkwise kernel: decay and write, no delta rule, no stabiliser
-            cell = spec.example_cell()
-            inp = cell.matrix.inputs(cell.init(jax.random.key(0), 2), jnp.zeros((1, 2)))
-            return inp.beta is None and inp.log_write is None
+        if spec.has_matrix_form:  # the chunkwise kernels: every matrix-memory cell
+            return True
         if not spec.has_linear_form:
             return False
         cell = rnnjax.cells.get(kind, hidden_size=8)

@@ -267,8 +267,8 @@ def chunkwise_unroll(
     entering its slice, and runs its chunks from there. Returns the device's
     outputs and the global final carry.
 
-    `pallas`: run the chunks with the Pallas kernel of
-    rnnjax/kernels/pallas_chunkwise.py (decay-and-write cells without resets).
+    `pallas`: run the chunks with the Pallas kernels of
+    rnnjax/kernels/pallas_chunkwise.py (calls without resets).
     """
     rec = cell.matrix
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
@@ -305,18 +305,15 @@ def chunkwise_unroll(
     q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
 
     if pallas:
-        if beta is not None or log_w is not None or r is not None or axis_name is not None:
+        if r is not None or axis_name is not None:
             raise ValueError(
-                f"rnnjax.unroll: method='pallas' has a chunkwise kernel for decay-and-write cells (GLA, SSD) "
-                f"without resets or time sharding; cell {cell.name!r} "
-                + ("has the delta rule" if beta is not None else "is stabilised" if log_w is not None else "was")
-                + (" and the call has resets" if r is not None else "")
-                + (" and time_axis_name" if axis_name is not None else "")
+                "rnnjax.unroll: method='pallas' runs the chunkwise kernel without resets or time sharding "
+                "(use method='chunkwise')"
             )
-        from rnnjax.kernels.pallas_chunkwise import decay_write_chunkwise
+        from rnnjax.kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
 
-        o, S_final = decay_write_chunkwise(q, k, v, log_decay, S_star)
-        return _chunkwise_result(rec, params, xs, o, None, S_final, None, T, N, chunk, batch_shape, reverse)
+        o, m_t, S_final, m_final = pallas_chunkwise(q, k, v, log_decay, S_star, beta=beta, log_write=log_w, m0=m_star)
+        return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
     if beta is not None:
         finish, maps = _delta(q, k, v, log_decay, beta, r, S_star)
     else:

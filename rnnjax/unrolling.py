@@ -80,11 +80,6 @@ def resolve_method(cell: Cell, method: str, *, needs_scan: bool = False, carry_s
             f"form, which needs a cell with a linear recurrence (h_t = a_t * h_(t-1) + b_t) or a matrix memory, and "
             f"cell {cell.name!r} has neither; its forms are {forms(cell)}"
         )
-    if method == "pallas" and cell.matrix is not None and cell.matrix.stabilised:
-        raise ValueError(
-            f"rnnjax.unroll: method='pallas' has a chunkwise kernel for the decay-and-write cells (GLA, SSD), and "
-            f"cell {cell.name!r} is stabilised (an exponential input gate); use method='chunkwise'"
-        )
     if method == "chunkwise" and cell.matrix is None:
         raise ValueError(
             f"rnnjax.unroll: method='chunkwise' needs a cell with a matrix-memory form (MatrixRecurrence), "
@@ -142,8 +137,8 @@ def unroll(
       unroll: the `jax.lax.scan` unroll factor (steps per loop iteration).
       time_major: False for `[*batch, T, I]` inputs and outputs.
       method: "sequential" (`lax.scan`), "pallas" (cells with a linear form: the
-        Pallas kernel of the linear scan, rnnjax/kernels/pallas_scan.py; GLA
-        and SSD: the Pallas kernel of the chunkwise form,
+        Pallas kernel of the linear scan, rnnjax/kernels/pallas_scan.py;
+        matrix-memory cells: the Pallas kernels of the chunkwise form,
         rnnjax/kernels/pallas_chunkwise.py; in interpret mode off a GPU), "parallel" (`lax.associative_scan`
         for cells with a `LinearRecurrence` form; for matrix-memory cells the
         quadratic form, i.e. one chunk of T steps), "chunkwise" (matrix-memory

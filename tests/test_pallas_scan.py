@@ -69,40 +69,43 @@ def test_pallas_method_errors_name_the_reason():
     lru = rnnjax.cells.lru(4)
     with pytest.raises(TypeError, match="method='pallas' takes real floating states; cell 'lru' has a complex64"):
         rnnjax.unroll(lru, lru.init(jax.random.key(0), 3), xs, method="pallas")
-
-    for name, why in (("mlstm", "is stabilised"), ("deltanet", "has the delta rule")):
-        cell = rnnjax.cells.get(name, **rnnjax.cells.spec(name).example)
-        with pytest.raises(ValueError, match=f"method='pallas' .*cell '{name}' {why}"):
-            rnnjax.unroll(cell, cell.init(jax.random.key(0), 3), xs, method="pallas")
     gla = rnnjax.cells.get("gla", **rnnjax.cells.spec("gla").example)
     with pytest.raises(ValueError, match="method='pallas' on a matrix-memory cell takes no `resets`"):
         rnnjax.unroll(gla, gla.init(jax.random.key(0), 3), xs, method="pallas", resets=jnp.zeros((4, 2), bool))
+    deltanet = rnnjax.cells.get("deltanet", **rnnjax.cells.spec("deltanet").example)
+    with pytest.raises(ValueError, match="the delta rule's chunks are at most 64 steps.*got chunk_size=128"):
+        rnnjax.unroll(deltanet, deltanet.init(jax.random.key(0), 3), xs, method="pallas", chunk_size=128)
 
 
-@pytest.mark.parametrize("name", ["gla", "ssd"])
+@pytest.mark.parametrize("name", ["gla", "ssd", "mlstm", "deltanet", "gated_deltanet"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_unroll_method_pallas_chunkwise_equals_sequential(x64, name, reverse):
-    """GLA (a decay per key) and SSD (a scalar decay per head) through the chunkwise Pallas kernel:
-    T = 11 in chunks of 4 (a padded last chunk), right-padded lengths, a non-zero initial state."""
+    """Every matrix-memory cell through the chunkwise Pallas kernels (GLA: a decay per key; SSD: per
+    head; the mLSTM's stabiliser; the delta rule): T = 11 in chunks of 4 (a padded last chunk),
+    right-padded lengths, a non-zero initial state (and stabiliser)."""
     cell = rnnjax.cells.get(name, **rnnjax.cells.spec(name).example)
     params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), cell.init(jax.random.key(0), 3))
     T = 11
     xs = jax.random.normal(jax.random.key(1), (T, 2, 3), jnp.float64)
     S0 = cell.initial_carry(params, (2,))
     S0 = S0._replace(S=0.3 * jax.random.normal(jax.random.key(2), S0.S.shape, jnp.float64))
+    if S0.m is not None:
+        S0 = S0._replace(m=jax.random.normal(jax.random.key(4), S0.m.shape, jnp.float64))
     w = jax.random.normal(jax.random.key(3), (T, 2, cell.output_size), jnp.float64)
     kw = dict(lengths=jnp.array([T, 6]), reverse=reverse, initial_carry=S0)
 
     def loss(method, **extra):
         def f(p, x, s):
             carry, ys = rnnjax.unroll(cell, p, x, method=method, **{**kw, "initial_carry": s}, **extra)
-            return jnp.sum(w * ys) + jnp.sum(jnp.sin(carry.S)), (carry.S, ys)
+            total = jnp.sum(w * ys) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree_util.tree_leaves(carry))
+            return total, (carry, ys)
 
         return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(params, xs, S0)
 
     (_, (c1, y1)), g1 = loss("sequential")
     (_, (c2, y2)), g2 = loss("pallas", chunk_size=4)
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(c2, c1, rtol=1e-12, atol=1e-13)
+    for got, want in zip(jax.tree_util.tree_leaves(c2), jax.tree_util.tree_leaves(c1), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
     for got, want in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(g1), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
