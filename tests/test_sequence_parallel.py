@@ -157,7 +157,13 @@ def test_sharded_time_axis_equals_one_device(devices):
 
 
 @pytest.mark.parametrize(
-    "devices", [3, pytest.param(4, marks=pytest.mark.slow), pytest.param(8, marks=pytest.mark.slow)]
+    "devices",
+    [
+        pytest.param(2, marks=pytest.mark.slow),
+        3,
+        pytest.param(4, marks=pytest.mark.slow),
+        pytest.param(8, marks=pytest.mark.slow),
+    ],
 )
 def test_sharded_time_axis_equals_one_device_matrix_cells(devices):
     """Every matrix-memory cell (the chunkwise form's maps of the state), on an odd device count too."""
