@@ -46,8 +46,9 @@ FULL = {"seq_lens": [64, 256, 1024, 4096, 16384, 65536], "batch": 16, "input": 6
 TINY = {"seq_lens": [8], "batch": 2, "input": 4, "hidden": 8, "reps": 1}
 TESTS = [
     "tests/test_unroll.py",
-    "tests/test_kernels.py",
+    "tests/test_kernels.py",  # the cuDNN LSTM against the scan runs on a GPU only
     "tests/test_chunkwise.py",
+    "tests/test_pallas_scan.py",  # the Pallas kernels compiled for the device (float64: may not lower there)
 ]
 TINY_TESTS = ["tests/test_chunkwise.py::test_errors_name_the_argument"]
 # --tiny: one cell per section, every implementation of it
