@@ -138,28 +138,27 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
     assert "batch_size 12 must be divisible by the number of devices 8" in _run_python(code, 8, tmp_path)
 
 
-def test_time_split_over_devices_equals_one_device(tmp_path):
-    """charlm_long on a 2 x 2 mesh, the time axis split over `seq`, with a linear cell (its LRU: the
-    parallel scan) and a matrix-memory cell (GLA: the chunkwise form): the same losses, evaluation and
+@pytest.mark.parametrize("cell", ["gla", pytest.param("lru", marks=pytest.mark.slow)])
+def test_time_split_over_devices_equals_one_device(tmp_path, cell):
+    """charlm_long on a 2 x 2 mesh, the time axis split over `seq`, with a matrix-memory cell (GLA: the
+    chunkwise form) and (slow) its own LRU (the parallel scan): the same losses, evaluation and
     parameters as on one device (float32; the psum adds the slices' sums in another order)."""
+    one, split = tmp_path / "one", tmp_path / "split"
     code = f"""
         from experiments import config as c, train as t
-        for cell in ("lru", "gla"):
-            sets = ["steps=4", "eval_every=2", "checkpoint_every=2", "cell=" + cell]
-            cfg = c.resolve("charlm_long", smoke=True, sets=sets)
-            t.train(cfg, {str(tmp_path)!r} + "/one-" + cell, progress=False, plot=False)
-            s = t.train(cfg, {str(tmp_path)!r} + "/split-" + cell, progress=False, plot=False, devices=4, seq_devices=2)
-            assert s["devices"] == 4 and s["seq_devices"] == 2, s
+        sets = ["steps=4", "eval_every=2", "checkpoint_every=2", "cell={cell}"]
+        cfg = c.resolve("charlm_long", smoke=True, sets=sets)
+        t.train(cfg, {str(one)!r}, progress=False, plot=False)
+        s = t.train(cfg, {str(split)!r}, progress=False, plot=False, devices=4, seq_devices=2)
+        assert s["devices"] == 4 and s["seq_devices"] == 2, s
     """
     _run_python(code, 4, tmp_path)
-    for cell in ("lru", "gla"):
-        one, split = tmp_path / f"one-{cell}", tmp_path / f"split-{cell}"
-        records = [train_lib.read_metrics(w / "metrics.jsonl") for w in (one, split)]
-        assert [(r["step"], r["split"]) for r in records[0]] == [(r["step"], r["split"]) for r in records[1]]
-        for a, b in zip(*records, strict=True):
-            for key in ("loss", "accuracy"):
-                np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=f"{cell}: {key} at {a['step']}")
-        chex.assert_trees_all_close(_params(split), _params(one), rtol=1e-4, atol=1e-6)
+    records = [train_lib.read_metrics(w / "metrics.jsonl") for w in (one, split)]
+    assert [(r["step"], r["split"]) for r in records[0]] == [(r["step"], r["split"]) for r in records[1]]
+    for a, b in zip(*records, strict=True):
+        for key in ("loss", "accuracy"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=f"{key} at step {a['step']} ({a['split']})")
+    chex.assert_trees_all_close(_params(split), _params(one), rtol=1e-4, atol=1e-6)
 
 
 def test_time_split_errors_say_what_is_wrong(tmp_path):

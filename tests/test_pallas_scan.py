@@ -78,7 +78,7 @@ def test_pallas_method_errors_name_the_reason():
 
 
 @pytest.mark.parametrize("name", ["gla", "ssd", "mlstm", "deltanet", "gated_deltanet"])
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("reverse", [False, pytest.param(True, marks=pytest.mark.slow)])  # reversed before the kernel
 def test_unroll_method_pallas_chunkwise_equals_sequential(x64, name, reverse):
     """Every matrix-memory cell through the chunkwise Pallas kernels (GLA: a decay per key; SSD: per
     head; the mLSTM's stabiliser; the delta rule): T = 11 in chunks of 4 (a padded last chunk),
