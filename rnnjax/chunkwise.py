@@ -382,8 +382,33 @@ def compose_maps(kind: str, earlier, later):
     return jnp.maximum(lam1 + lam2, NEG), mu, D
 
 
+def across_devices(summary, state0, apply, axis_name: str, reverse: bool):
+    """`(state entering this device's slice, global final state)` for the time axis sharded over `axis_name`.
+
+    `summary` is this device's slice as a map of the state (a pytree of arrays);
+    `apply(f, state)` applies one. The summaries are gathered over the axis
+    and applied from `state0` in device order (last to first with `reverse`);
+    the entering state stops before this device's own. Shared by the linear
+    cells' and the matrix-memory cells' sharded unrolls.
+    """
+    P = jax.lax.axis_size(axis_name)
+    k = jax.lax.axis_index(axis_name)
+    if P == 1:  # no collective on a one-device axis (XLA's CPU compiler crashed on the complex LRU's there)
+        every = jax.tree_util.tree_map(lambda a: a[None], summary)
+    else:
+        every = jax.lax.all_gather(summary, axis_name)  # [P, ...]
+    entering, state = state0, state0
+    for j in range(P - 1, -1, -1) if reverse else range(P):  # P is static: a short loop over the devices
+        before = (j > k) if reverse else (j < k)
+        f_j = jax.tree_util.tree_map(lambda a, j=j: a[j], every)
+        applied = apply(f_j, entering)
+        entering = jax.tree_util.tree_map(lambda new, old, b=before: jnp.where(b, new, old), applied, entering)
+        state = apply(f_j, state)
+    return entering, state
+
+
 def _across_devices(chunk_maps, state0, axis_name: str, reverse: bool):
-    """`(state entering this device's slice, global final state)`, from the chunks' maps `[N, ...]`."""
+    """`across_devices` for the chunks' maps `[N, ...]`: composed into this device's slice map first."""
     kind, f = chunk_maps
 
     def fold(acc, g):
@@ -392,17 +417,4 @@ def _across_devices(chunk_maps, state0, axis_name: str, reverse: bool):
     first = jax.tree_util.tree_map(lambda a: a[0], f)
     rest = jax.tree_util.tree_map(lambda a: a[1:], f)
     slice_map, _ = jax.lax.scan(fold, first, rest)  # this device's slice, its chunks in order
-    P = jax.lax.axis_size(axis_name)
-    k = jax.lax.axis_index(axis_name)
-    if P == 1:  # no collective on a one-device axis
-        every = jax.tree_util.tree_map(lambda a: a[None], slice_map)
-    else:
-        every = jax.lax.all_gather(slice_map, axis_name)  # [P, ...]
-    entering, state = state0, state0
-    for j in range(P - 1, -1, -1) if reverse else range(P):  # P is static: a short loop over the devices
-        before = (j > k) if reverse else (j < k)
-        f_j = jax.tree_util.tree_map(lambda a, j=j: a[j], every)
-        applied = apply_map(kind, f_j, entering)
-        entering = jax.tree_util.tree_map(lambda new, old, b=before: jnp.where(b, new, old), applied, entering)
-        state = apply_map(kind, f_j, state)
-    return entering, state
+    return across_devices(slice_map, state0, lambda g, state: apply_map(kind, g, state), axis_name, reverse)

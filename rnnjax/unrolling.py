@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from rnnjax import checks
 from rnnjax.cells.cell import Carry, Cell, Params
-from rnnjax.chunkwise import chunkwise_unroll
+from rnnjax.chunkwise import across_devices, chunkwise_unroll
 
 Method = Literal["sequential", "parallel", "chunkwise", "pallas", "auto"]
 METHODS = ("sequential", "parallel", "chunkwise", "pallas", "auto")
@@ -525,7 +525,7 @@ def sharded_unroll(
             chunk = T  # the quadratic form: one chunk per device
         h, ys = chunkwise_unroll(cell, params, xs, h0, mask, resets, reverse, chunk, axis_name=axis_name)
     else:
-        h, ys = _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name, P, k)
+        h, ys = _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name)
     if mask is not None:
         ys = _where_valid(mask, ys, jnp.zeros_like(ys))
     if not time_major:
@@ -533,20 +533,11 @@ def sharded_unroll(
     return h, ys
 
 
-def _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name, P, k):
+def _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name):
     """The linear cell's part of `sharded_unroll`: local scans, gathered summaries, local correction."""
     a, b = _step_maps(cell, params, xs, h0, mask, resets)
     A, B = jax.lax.associative_scan(_compose, (a, b), reverse=reverse, axis=0)
-    end = 0 if reverse else -1
-    if P == 1:  # no collective on a one-device axis (XLA's CPU compiler crashes on the complex LRU's there)
-        all_A, all_B = A[end][None], B[end][None]
-    else:
-        all_A, all_B = jax.lax.all_gather((A[end], B[end]), axis_name)  # [P, *batch, H]
-    order = range(P - 1, -1, -1) if reverse else range(P)
-    h_in, h = h0, h0
-    for j in order:  # P is static: a short loop over the devices' summaries
-        before = (j > k) if reverse else (j < k)
-        h_in = jnp.where(before, all_A[j] * h_in + all_B[j], h_in)
-        h = all_A[j] * h + all_B[j]
+    end = 0 if reverse else -1  # the slice's summary: its steps' maps composed, h -> A h + B
+    h_in, h = across_devices((A[end], B[end]), h0, lambda f, h: f[0] * h + f[1], axis_name, reverse)
     hs = A * h_in + B
     return h, cell.linear.readout(params, hs, xs)
