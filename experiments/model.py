@@ -147,7 +147,7 @@ def cast_floats(tree, dtype):
     return jax.tree_util.tree_map(cast, tree)
 
 
-def check_time_sharding(model, task: Task, config) -> None:
+def check_time_sharding(model, task: Task) -> None:
     """Raise a ConfigError unless the model can run with its time axis split over devices."""
     from experiments.config import ConfigError
 

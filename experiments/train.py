@@ -292,7 +292,7 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
     if parallel is not None:
         parallel.check_batch(config.batch_size)
         if parallel.seq_size > 1:
-            model_lib.check_time_sharding(model, task, config)
+            model_lib.check_time_sharding(model, task)
             for b in [task.train_batch(0), *task.eval_batches]:
                 try:
                     parallel.check_seq_len(b, distributed.batch_axes(task, b))
