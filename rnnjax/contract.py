@@ -37,9 +37,93 @@ from jax.test_util import check_grads
 
 from rnnjax.cells.registry import CellSpec
 from rnnjax.gradcheck import random_problem, reference_agreement
+from rnnjax.layers import learnable_initial_carry
+from rnnjax.precision import mixed_precision
 from rnnjax.unrolling import unroll
 
 INPUT_SIZE = 3
+
+
+class NotApplicable(Exception):
+    """Raised by a check that does not apply to a cell (it lacks the form the check is about).
+
+    Not an `AssertionError`: a check that does not apply neither passes nor
+    fails. `run` reports it as skipped; the test suite parametrises such
+    cases as skips with this reason, so its count of passes is the count of
+    checks that ran.
+    """
+
+
+FORM_DESCRIPTIONS = {
+    "linear": "LinearRecurrence form (method='parallel')",
+    "matrix": "MatrixRecurrence form (method='chunkwise')",
+    "sequence": "sequence kernel (kernel=True)",
+}
+
+
+def requires(form: str):
+    """Mark a check as about the `Cell` field `form`; on a cell without it the check raises `NotApplicable`."""
+    if form not in FORM_DESCRIPTIONS:
+        raise ValueError(f"requires: `form` must be one of {sorted(FORM_DESCRIPTIONS)}, got {form!r}")
+
+    def decorator(check):
+        def guarded(spec: CellSpec) -> None:
+            reason = not_applicable(guarded, spec)
+            if reason:
+                raise NotApplicable(reason)
+            check(spec)
+
+        guarded.__name__, guarded.__qualname__, guarded.__doc__ = check.__name__, check.__qualname__, check.__doc__
+        guarded.requires = form
+        return guarded
+
+    return decorator
+
+
+def not_applicable(check, spec: CellSpec) -> str | None:
+    """Why `check` does not apply to the cell of `spec`, or None when it does."""
+    form = getattr(check, "requires", None)
+    if form is None or getattr(spec.example_cell(), form) is not None:
+        return None
+    return f"{spec.name} has no {FORM_DESCRIPTIONS[form]}"
+
+
+def run(spec: CellSpec, checks=None) -> dict[str, str]:
+    """Run every check (default `CHECKS`) on `spec`; returns `{check name: "passed" or "skipped: <reason>"}`.
+
+    An `AssertionError` of a failing check propagates, naming the cell.
+    """
+    results = {}
+    for check in CHECKS if checks is None else checks:
+        name = check.__name__.removeprefix("check_")
+        reason = not_applicable(check, spec)
+        if reason:
+            results[name] = f"skipped: {reason}"
+            continue
+        check(spec)
+        results[name] = "passed"
+    return results
+
+
+def forms_of(cell) -> dict[str, dict]:
+    """`{form: unroll keyword arguments}` for every way `unroll` can run `cell`.
+
+    The sequential scan of `cell.step` (the truth every other form is held
+    to), the cell's sequence kernel, the parallel form (the associative scan of
+    a `LinearRecurrence`, the quadratic form of a `MatrixRecurrence`) and the
+    chunkwise form (chunks of 2 steps, so that a short test crosses chunks).
+    The Pallas and time-sharded methods read the same `linear` and `matrix`
+    forms and are held to the scan in tests/test_pallas_*.py and
+    tests/test_sequence_parallel.py.
+    """
+    out = {"sequential": {"method": "sequential", "kernel": False}}
+    if cell.sequence is not None:
+        out["kernel"] = {"kernel": True}
+    if cell.linear is not None or cell.matrix is not None:
+        out["parallel"] = {"method": "parallel"}
+    if cell.matrix is not None:
+        out["chunkwise"] = {"method": "chunkwise", "chunk_size": 2}
+    return out
 
 
 def _problem(spec: CellSpec, T=6, batch_shape=(2,), dtype=jnp.float32, lengths=False, seed=0):
@@ -246,10 +330,9 @@ def check_jitted_step_does_not_retrace(spec: CellSpec) -> None:
     assert traces == 1, f"{spec.name}: the jitted step traced {traces} times"
 
 
+@requires("linear")
 def check_parallel_scan_equals_sequential(spec: CellSpec) -> None:
     """Linear cells only: outputs, carry and gradients to 1e-12 (float64); float32 to rounding."""
-    if not spec.has_linear_form:
-        return
     with jax.enable_x64(True):
         cell, params, xs, carry0, lens = _problem(spec, T=33, batch_shape=(3,), dtype=jnp.float64, lengths=True)
         for reverse in (False, True):
@@ -270,6 +353,7 @@ def check_parallel_scan_equals_sequential(spec: CellSpec) -> None:
     chex.assert_trees_all_close(par, seq, rtol=1e-5, atol=1e-5)
 
 
+@requires("matrix")
 def check_chunkwise_equals_sequential(spec: CellSpec) -> None:
     """Matrix-memory cells only: chunkwise (C = 4) and the quadratic form = the sequential scan.
 
@@ -277,8 +361,6 @@ def check_chunkwise_equals_sequential(spec: CellSpec) -> None:
     outputs and carry to 1e-10, gradients (params, inputs, initial carry) to 1e-9.
     The full grid of T and C is in tests/test_chunkwise.py.
     """
-    if not spec.has_matrix_form:
-        return
     with jax.enable_x64(True):
         cell, params, xs, carry0, lens = _problem(spec, T=23, batch_shape=(3,), dtype=jnp.float64, lengths=True)
         resets = jnp.asarray(np.random.default_rng(3).random((23, 3)) < 0.15)
@@ -313,6 +395,165 @@ def check_manual_bptt_equals_autodiff(spec: CellSpec) -> None:
             assert max(errors.values()) <= spec.float64.rtol, errors
 
 
+# --- wrappers and saturated gates ---------------------------------------------------------
+
+
+def _broadcast_carry(carry, batch_shape):
+    return jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (*batch_shape, *c.shape)), carry)
+
+
+# every wrapper in the package, as `(cell, params, carry0) -> (wrapped cell, wrapped params, initial_carry)`
+# where `carry0` is one carry without batch axes, the initial carry of every sequence
+WRAPPERS = {
+    "learnable_initial_carry": lambda cell, params, carry0: (
+        learnable_initial_carry(cell),
+        {"cell": params, "carry": carry0},
+        None,
+    ),
+    # float64 params and state: the same function, through the wrapper's casts
+    "mixed_precision": lambda cell, params, carry0: (mixed_precision(cell, jnp.float64), params, carry0),
+}
+
+
+def check_wrappers_keep_every_form(spec: CellSpec) -> None:
+    """Every wrapper in `WRAPPERS`, run on every form the cell has (`forms_of`), equals the cell.
+
+    float64, with lengths: outputs, final carry and the gradients of params,
+    inputs and initial carry, against the unwrapped cell's sequential scan.
+    The wrapped cell must also have every form the cell has (a wrapper
+    that dropped the matrix form once ran the cell's `inputs` on its own
+    params on the default path).
+    """
+    with jax.enable_x64(True):
+        cell, params, xs, carry0, _ = _problem(spec, T=5, batch_shape=(2,), dtype=jnp.float64)
+        lens = jnp.array([5, 3])
+        one_carry = jax.tree_util.tree_map(lambda c: c[0], carry0)
+        tol = _tols(spec, jnp.float64)
+
+        def objective(carry, ys):
+            return jnp.sum(jnp.sin(ys)) + _sq_norm(carry)
+
+        @jax.jit
+        def truth(params, one_carry, xs):
+            def loss(params, one_carry, xs):
+                c0 = _broadcast_carry(one_carry, (2,))
+                carry, ys = unroll(cell, params, xs, initial_carry=c0, lengths=lens, method="sequential", kernel=False)
+                return objective(carry, ys), (carry, ys)
+
+            return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, one_carry, xs)
+
+        (g_params, g_carry, g_xs), out = truth(params, one_carry, xs)
+        for wrapper_name, make in WRAPPERS.items():
+            wrapped, w_params, _ = make(cell, params, one_carry)
+            learned = wrapper_name == "learnable_initial_carry"
+            # a wrapper that changes the state's dtype drops the sequence kernel (written for one dtype)
+            kept = ("linear", "matrix") if wrapper_name == "mixed_precision" else ("linear", "matrix", "sequence")
+            missing = [f for f in kept if getattr(cell, f) is not None and getattr(wrapped, f) is None]
+            assert not missing, f"{spec.name}: {wrapper_name} dropped the form(s) {missing}"
+            for form, kwargs in forms_of(wrapped).items():
+
+                @jax.jit
+                def run(w_params, one_carry, xs, wrapped=wrapped, learned=learned, kwargs=kwargs):
+                    def loss(w_params, one_carry, xs):
+                        if learned:
+                            w_params, c0 = {**w_params, "carry": one_carry}, None
+                        else:
+                            c0 = _broadcast_carry(one_carry, (2,))
+                        carry, ys = unroll(wrapped, w_params, xs, initial_carry=c0, lengths=lens, **kwargs)
+                        return objective(carry, ys), (carry, ys)
+
+                    return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(w_params, one_carry, xs)
+
+                (gw_params, gw_carry, gw_xs), got = run(w_params, one_carry, xs)
+                pairs = {
+                    "outputs and carry": (got, out),
+                    "params' gradient": (gw_params["cell"] if learned else gw_params, g_params),
+                    "inputs' gradient": (gw_xs, g_xs),
+                    "initial carry's gradient": (gw_carry, g_carry),
+                }
+                for label, (a, b) in pairs.items():
+                    try:
+                        chex.assert_trees_all_close(a, b, **tol)
+                    except AssertionError as err:
+                        raise AssertionError(
+                            f"{spec.name}: {wrapper_name}, {form} form: {label} differ from the unwrapped cell's: {err}"
+                        ) from None
+
+
+# gate pre-activations at +-200 put sigmoid, exp and softplus at their limits in float32 (exactly 0 or 1
+# after rounding); log-parameterised decays at +-30 put a decay exp(-exp(+-30)) at 0 or 1 - 1e-13
+SATURATED_GATE = 200.0
+SATURATED_DECAY = 30.0
+
+
+def _leaf_name(path) -> str:
+    return str(getattr(path[-1], "key", getattr(path[-1], "name", path[-1])))
+
+
+def _is_gate_bias(name: str, leaf) -> bool:
+    """A bias of a gate or of a step size: `b`, `b_*` (vectors), RG-LRU's `lam`, Mamba's `dt_bias`."""
+    return jnp.ndim(leaf) == 1 and (name == "b" or name.startswith("b_") or name in ("lam", "dt_bias"))
+
+
+def _is_log_decay(name: str, leaf) -> bool:
+    """A log-parameterised decay or step: `a_log`, `nu_log`, `log_step`, `log_neg_re`, ..."""
+    return name.endswith("_log") or name.startswith("log_")
+
+
+def saturated_params(params) -> dict[str, object]:
+    """The params with their gates driven to saturation: `{variant: params}`.
+
+    "gates +200" / "gates -200": every gate bias (see `_is_gate_bias`) at
+    +-`SATURATED_GATE`; "decays +30" / "decays -30": every log-parameterised
+    decay at +-`SATURATED_DECAY`. A variant that would change nothing is left out.
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    variants = {}
+    for label, select, value in (
+        ("gates +200", _is_gate_bias, SATURATED_GATE),
+        ("gates -200", _is_gate_bias, -SATURATED_GATE),
+        ("decays +30", _is_log_decay, SATURATED_DECAY),
+        ("decays -30", _is_log_decay, -SATURATED_DECAY),
+    ):
+        hit = [select(_leaf_name(path), leaf) for path, leaf in flat]
+        if any(hit):
+            leaves = [jnp.full_like(leaf, value) if h else leaf for h, (_, leaf) in zip(hit, flat, strict=True)]
+            variants[label] = jax.tree_util.tree_unflatten(treedef, leaves)
+    return variants
+
+
+def check_saturated_gates_stay_finite(spec: CellSpec) -> None:
+    """Gates at saturation give finite outputs, carries and gradients, on every form, in float32 and float64.
+
+    A saturated gate is where a trained model goes: a gradient of `0 * inf`
+    there (RG-LRU's `sqrt(1 - a^2)` at `a = 1`) turns a training run to NaN.
+    Gradients of params, inputs and the initial carry, with lengths.
+    """
+    for dtype in (jnp.float32, jnp.float64):
+        with jax.enable_x64(dtype == jnp.float64):
+            cell, params, xs, carry0, _ = _problem(spec, T=5, batch_shape=(2,), dtype=dtype)
+            variants = saturated_params(params)
+            assert variants, f"{spec.name}: no gate bias or log decay to saturate (see rnnjax.contract._is_gate_bias)"
+            stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *variants.values())
+            lens = jnp.array([5, 3])
+            for form, kwargs in forms_of(cell).items():
+
+                def loss(params, xs, carry0, cell=cell, lens=lens, kwargs=kwargs):
+                    carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, **kwargs)
+                    total = jnp.sum(ys) + sum(jnp.sum(jnp.real(c)) for c in jax.tree_util.tree_leaves(carry))
+                    return total, (carry, ys)
+
+                grad = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1, 2), has_aux=True), in_axes=(0, None, None)))
+                grads, out = grad(stacked, xs, carry0)
+                for k, variant in enumerate(variants):
+                    for label, tree in (("outputs and carry", out), ("gradients", grads)):
+                        leaves = [np.asarray(leaf[k]) for leaf in jax.tree_util.tree_leaves(tree)]
+                        bad = [i for i, leaf in enumerate(leaves) if not np.all(np.isfinite(leaf))]
+                        assert not bad, (
+                            f"{spec.name}: {label} not finite with {variant} ({jnp.dtype(dtype).name}, {form} form)"
+                        )
+
+
 CHECKS = (
     check_shapes_and_dtypes,
     check_float64,
@@ -327,5 +568,7 @@ CHECKS = (
     check_jitted_step_does_not_retrace,
     check_parallel_scan_equals_sequential,
     check_chunkwise_equals_sequential,
+    check_wrappers_keep_every_form,
+    check_saturated_gates_stay_finite,
     check_manual_bptt_equals_autodiff,
 )

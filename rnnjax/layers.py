@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from rnnjax.cells.cell import Carry, Cell, Params
+from rnnjax.cells.cell import Carry, Cell, Params, wrap
 from rnnjax.unrolling import unroll
 
 # --- stacks ------------------------------------------------------------------------------
@@ -165,23 +165,13 @@ def learnable_initial_carry(cell: Cell) -> Cell:
     def initial_carry(params, batch_shape=()):
         return jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (*tuple(batch_shape), *c.shape)), params["carry"])
 
-    linear = None
-    if cell.linear is not None:
-        linear = cell.linear._replace(
-            coefficients=lambda params, xs: cell.linear.coefficients(params["cell"], xs),
-            readout=lambda params, hs, xs: cell.linear.readout(params["cell"], hs, xs),
-        )
-    return cell._replace(
-        init=init,
-        initial_carry=initial_carry,
-        step=lambda params, carry, x: cell.step(params["cell"], carry, x),
-        input_spec=lambda params: cell.input_spec(params["cell"]),
+    return wrap(
+        cell,
         name=f"{cell.name}+learned_carry",
         config={**cell.config, "learnable_initial_carry": True},
-        linear=linear,
-        sequence=None
-        if cell.sequence is None
-        else (lambda params, xs, carry, mask, reverse: cell.sequence(params["cell"], xs, carry, mask, reverse)),
+        params=lambda params: params["cell"],
+        init=init,
+        initial_carry=initial_carry,
     )
 
 

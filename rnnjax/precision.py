@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax.cells.cell import Cell, LinearRecurrence
+from rnnjax.cells.cell import Cell, wrap
 
 
 def mixed_precision(cell: Cell, state_dtype: DTypeLike = jnp.float32) -> Cell:
@@ -61,39 +61,10 @@ def mixed_precision(cell: Cell, state_dtype: DTypeLike = jnp.float32) -> Cell:
 
         return jax.tree_util.tree_map(cast, tree)
 
-    def initial_carry(params, batch_shape=()):
-        return to_state(cell.initial_carry(params, batch_shape))
-
-    def step(params, carry, x):
-        new, y = cell.step(params, carry, x)
-        return to_state(new), y.astype(x.dtype)
-
-    linear = None
-    if cell.linear is not None:
-        coefficients, readout = cell.linear
-
-        def mixed_coefficients(params, xs):
-            return to_state(coefficients(params, xs))
-
-        def mixed_readout(params, hs, xs):
-            return readout(params, hs, xs).astype(xs.dtype)
-
-        linear = LinearRecurrence(mixed_coefficients, mixed_readout)
-
-    matrix = None
-    if cell.matrix is not None:
-        matrix_readout = cell.matrix.readout
-
-        def readout_in_input_dtype(params, o, m, xs):
-            return matrix_readout(params, o, m, xs).astype(xs.dtype)
-
-        matrix = cell.matrix._replace(readout=readout_in_input_dtype)
-
-    return cell._replace(
-        initial_carry=initial_carry,
-        step=step,
-        linear=linear,
-        matrix=matrix,
-        sequence=None,
+    return wrap(
+        cell,
+        name=cell.name,
         config={**cell.config, "state_dtype": state_dtype.name},
+        state=to_state,
+        output=lambda y, x: y.astype(x.dtype),
     )

@@ -28,3 +28,23 @@ def small_blocks(monkeypatch):
     from rnnjax.kernels import layout
 
     monkeypatch.setattr(layout, "BLOCKED_FROM", 2)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many contract checks ran, passed and were skipped per cell (tests/test_cell_contract.py::test_contract)."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "test_cell_contract.py::test_contract[" not in nodeid or report.when not in ("call", "setup"):
+                continue
+            if outcome == "skipped" and report.when != "setup" or outcome != "skipped" and report.when != "call":
+                continue
+            cell = nodeid.split("[", 1)[1].split("-", 1)[0]
+            counts.setdefault(cell, {"passed": 0, "failed": 0, "skipped": 0})[outcome] += 1
+    if counts:
+        terminalreporter.section("cell contract: checks per cell")
+        for cell in sorted(counts):
+            c = counts[cell]
+            ran = c["passed"] + c["failed"]
+            terminalreporter.write_line(f"{cell:16s} ran {ran:2d} ({c['failed']} failed), skipped {c['skipped']}")

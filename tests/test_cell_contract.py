@@ -17,10 +17,30 @@ from rnnjax import contract
 from rnnjax.cells import registry
 
 
-@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-@pytest.mark.parametrize("name", registry.names())
+def _contract_cases():
+    """(cell, check) pairs; a check that does not apply to a cell is a skip with its reason, never a pass."""
+    cases = []
+    for name in registry.names():
+        spec = registry.spec(name)
+        for check in contract.CHECKS:
+            reason = contract.not_applicable(check, spec)
+            marks = [pytest.mark.skip(reason=reason)] if reason else []
+            cases.append(pytest.param(name, check, marks=marks, id=f"{name}-{check.__name__.removeprefix('check_')}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "check"), _contract_cases())
 def test_contract(name, check):
     check(registry.spec(name))
+
+
+def test_a_check_that_does_not_apply_raises_instead_of_passing():
+    """Called directly (outside the parametrisation), a form check on a cell without the form does not pass."""
+    with pytest.raises(contract.NotApplicable, match="gru has no LinearRecurrence form"):
+        contract.check_parallel_scan_equals_sequential(registry.spec("gru"))
+    results = contract.run(registry.spec("gru"), [contract.check_parallel_scan_equals_sequential])
+    reason = "skipped: gru has no LinearRecurrence form (method='parallel')"
+    assert results == {"parallel_scan_equals_sequential": reason}
 
 
 def test_at_least_ten_cells_and_the_linear_and_matrix_ones_are_marked():
@@ -33,7 +53,7 @@ def test_at_least_ten_cells_and_the_linear_and_matrix_ones_are_marked():
 
 def test_every_exported_factory_is_registered():
     """Coverage: a cell factory exported from rnnjax.cells must be in the registry."""
-    api = {"get", "names", "register", "spec", "specs", "unregister"}
+    api = {"get", "names", "register", "spec", "specs", "unregister", "wrap"}
     registered = {spec.factory for spec in registry.specs()}
     for attr in rnnjax.cells.__all__:
         obj = getattr(rnnjax.cells, attr)

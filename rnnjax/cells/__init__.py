@@ -5,7 +5,16 @@ few facts), built by a factory in its own file. Importing this package
 registers all of them; `names()` lists them and `get(name, **kwargs)` builds one.
 """
 
-from rnnjax.cells.cell import Carry, Cell, LinearRecurrence, MatrixInputs, MatrixRecurrence, MatrixState, Params
+from rnnjax.cells.cell import (
+    Carry,
+    Cell,
+    LinearRecurrence,
+    MatrixInputs,
+    MatrixRecurrence,
+    MatrixState,
+    Params,
+    wrap,
+)
 
 # Each import registers its cells.
 from rnnjax.cells.deltanet import deltanet
@@ -27,6 +36,7 @@ from rnnjax.cells.slstm import SLSTMState, slstm
 from rnnjax.cells.ssd import ssd
 
 __all__ = [
+    "wrap",
     "Carry",
     "Cell",
     "CellSpec",

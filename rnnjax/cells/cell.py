@@ -395,3 +395,136 @@ def recurrent_kernel(key: PRNGKey, hidden_size: int, blocks: int, dtype: np.dtyp
     keys = jax.random.split(key, blocks)
     ortho = jax.nn.initializers.orthogonal()
     return jnp.concatenate([ortho(k, (hidden_size, hidden_size), jnp.float32) for k in keys], axis=1).astype(dtype)
+
+
+# --- wrapping a cell: every form carried over ------------------------------------------
+
+# the fields of `Cell` that describe it rather than compute it
+DESCRIPTION_FIELDS = ("name", "hidden_size", "output_size", "config")
+
+
+def _identity(tree: Any) -> Any:
+    return tree
+
+
+def wrap(
+    cell: Cell,
+    *,
+    name: str,
+    config: Mapping[str, Any],
+    params: Callable[[Params], Params] | None = None,
+    state: Callable[[Any], Any] | None = None,
+    output: Callable[[Array, Array], Array] | None = None,
+    init: Callable[[PRNGKey, int], Params] | None = None,
+    initial_carry: Callable[[Params, tuple[int, ...]], Carry] | None = None,
+) -> Cell:
+    """`cell` seen through new params, a new state dtype or new outputs, in **every** form it has.
+
+    The one way rnnjax's wrappers (`rnnjax.layers.learnable_initial_carry`,
+    `rnnjax.mixed_precision`) build their cell, so none of them can drop a
+    form: `step`, the `linear` and `matrix` forms and the `sequence` kernel
+    are each rewritten by a handler in `FORM_WRAPPERS`. A field of `Cell`
+    that no handler knows (a form added later) makes `wrap` raise rather than
+    keep the unwrapped function, which would read the wrapper's params as the
+    cell's.
+
+    Args:
+      cell: the cell to wrap.
+      name: the wrapped cell's name, e.g. `"lstm+learned_carry"`.
+      config: the wrapped cell's config.
+      params: `outer_params -> cell_params`, where the wrapper's params keep
+        the cell's (default: the same params).
+      state: applied to everything the recurrent state is made of: each new
+        carry of `step`, the initial carry, and a linear form's coefficients
+        `(a, b)` (which have the carry's shape and dtype); e.g. a cast.
+      output: `(y, x) -> y`, applied to the outputs of every form (`x` is the
+        step's or the sequence's inputs).
+      init: the wrapper's `(key, input_size) -> params` (default `cell.init`,
+        so only with `params` left out).
+      initial_carry: the wrapper's `(params, batch_shape) -> carry` (default
+        `state(cell.initial_carry(params(p), batch_shape))`).
+
+    A sequence kernel computes one fixed function in one dtype, so a wrapper
+    that changes the state or the outputs drops it (`unroll` then scans the
+    wrapped `step`); one that only re-maps params keeps it.
+    """
+    unknown = [f for f in cell._fields if f not in WRAPPED_FIELDS and getattr(cell, f) is not None]
+    if unknown:
+        raise NotImplementedError(
+            f"rnnjax.cells.wrap({name!r}): cell {cell.name!r} has the field(s) {unknown}, which no handler in "
+            f"rnnjax.cells.cell.FORM_WRAPPERS rewrites; add one rather than keep the unwrapped form"
+        )
+    if params is not None and init is None:
+        raise ValueError(f"rnnjax.cells.wrap({name!r}): a wrapper that re-maps `params` must give its own `init`")
+    inner = params or _identity
+    to_state = state or _identity
+    out = output or (lambda y, x: y)
+
+    def step(p: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        new, y = cell.step(inner(p), carry, x)
+        return to_state(new), out(y, x)
+
+    def default_initial_carry(p: Params, batch_shape: tuple[int, ...] = ()) -> Carry:
+        return to_state(cell.initial_carry(inner(p), batch_shape))
+
+    maps = _Maps(params=inner, state=to_state, output=out, changes_function=state is not None or output is not None)
+    forms = {f: FORM_WRAPPERS[f](getattr(cell, f), maps) for f in FORM_WRAPPERS if getattr(cell, f) is not None}
+    return cell._replace(
+        init=init or cell.init,
+        initial_carry=initial_carry or default_initial_carry,
+        step=step,
+        input_spec=lambda p: cell.input_spec(inner(p)),
+        name=name,
+        config=config,
+        **forms,
+    )
+
+
+class _Maps(NamedTuple):
+    """What a wrapper changes, as `wrap` hands it to each form's handler."""
+
+    params: Callable[[Params], Params]
+    state: Callable[[Any], Any]
+    output: Callable[[Array, Array], Array]
+    changes_function: bool  # whether `state` or `output` is more than the identity
+
+
+def _wrap_linear(linear: LinearRecurrence, maps: _Maps) -> LinearRecurrence:
+    def coefficients(p, xs):
+        return maps.state(linear.coefficients(maps.params(p), xs))
+
+    def readout(p, hs, xs):
+        return maps.output(linear.readout(maps.params(p), hs, xs), xs)
+
+    return LinearRecurrence(coefficients, readout)
+
+
+def _wrap_matrix(matrix: MatrixRecurrence, maps: _Maps) -> MatrixRecurrence:
+    # the matrix state's dtype follows the carry it is given (`matrix_step`, the chunkwise form),
+    # so `state` reaches it through `initial_carry`
+    def inputs(p, xs):
+        return matrix.inputs(maps.params(p), xs)
+
+    def readout(p, o, m, xs):
+        return maps.output(matrix.readout(maps.params(p), o, m, xs), xs)
+
+    return matrix._replace(inputs=inputs, readout=readout)
+
+
+def _wrap_sequence(sequence: Callable[..., tuple[Carry, Array]], maps: _Maps):
+    if maps.changes_function:
+        return None  # written for one dtype and one output: the wrapped step's scan computes the new function
+
+    def wrapped(p, xs, carry, mask, reverse):
+        return sequence(maps.params(p), xs, carry, mask, reverse)
+
+    return wrapped
+
+
+# one handler per form: a new form field of `Cell` needs one here, or `wrap` refuses cells that have it
+FORM_WRAPPERS: dict[str, Callable[[Any, _Maps], Any]] = {
+    "linear": _wrap_linear,
+    "matrix": _wrap_matrix,
+    "sequence": _wrap_sequence,
+}
+WRAPPED_FIELDS = ("init", "initial_carry", "step", "input_spec", *DESCRIPTION_FIELDS, *FORM_WRAPPERS)

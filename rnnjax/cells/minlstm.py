@@ -9,7 +9,12 @@ normalised to sum to one (the paper's time-independent form):
     h_t = f'_t * h_{t-1} + i'_t * h~_t  =  a_t * h_{t-1} + b_t,   y_t = h_t
 
 The forget bias starts at 1.0, as in the LSTM, so the cell leans towards
-remembering at initialisation.
+remembering at initialisation. The normalised gates are computed in log
+space, as the paper's log-space form does: with
+`d = log i_t - log f_t = softplus(-a_f) - softplus(-a_i)` (a the
+pre-activations), `f'_t = sigmoid(-d)` and `i'_t = sigmoid(d)`, the same
+numbers as the quotients but finite when both gates underflow to 0 (the
+quotient is then 0 / 0; here the limit 1/2).
 
 Params: `w_x [I, 3H]` (f, i, h~), `b [3H]`.  Carry: `h [*batch, H]`.
 """
@@ -38,9 +43,8 @@ def minlstm(hidden_size: int, *, forget_bias: float = 1.0, dtype: DTypeLike = jn
 
     def coefficients(params, x):
         a_f, a_i, h_tilde = jnp.split(x @ params["w_x"] + params["b"], 3, axis=-1)
-        f, i = jax.nn.sigmoid(a_f), jax.nn.sigmoid(a_i)
-        total = f + i
-        return f / total, (i / total) * h_tilde
+        d = jax.nn.softplus(-a_f) - jax.nn.softplus(-a_i)  # log i_t - log f_t
+        return jax.nn.sigmoid(-d), jax.nn.sigmoid(d) * h_tilde
 
     linear = base.LinearRecurrence(coefficients=coefficients, readout=lambda params, hs, xs: hs)
     return base.vector_cell("minlstm", H, init=init, linear=linear, config={"forget_bias": forget_bias, "dtype": dtype})

@@ -12,6 +12,14 @@ Numerics, as in the paper: `exp(i~)` overflows float32 beyond 88, so the
 state is carried divided by `exp(m_t)` with the stabiliser
 `m_t = max(log f_t + m_{t-1}, i~_t)` (log f_t = log_sigmoid(f~_t)); the
 output is unchanged: `(C~ q) / max(|n~^T q|, exp(-m_t))` with C~ = C exp(-m).
+The readout is computed as `(o e^a) / max(|n~^T q| e^a, e^-b, tiny)`
+with `a = min(m_t, 0)`, `b = max(m_t, 0)` (the same quotient with both
+exponentials at most 1, so neither overflows when a saturated gate drives
+`|m_t|` past 88 in float32), floored at the dtype's smallest normal number
+(a zero query, such as a padded step's, then reads out 0, not 0 / 0), and
+differentiated as `d(n / d) = dn / d - (n / d) dd / d` (`_quotient`), which
+never forms `d^2`: with `d` at the floor `d^2` underflows, and `0 / 0`
+there would reach every gradient through the padding mask.
 The chunkwise form carries the same m across chunks (rnnjax/chunkwise.py).
 
 In rnnjax's key-major layout the state is `S = [C^T | n]`, `[dk, dv + 1]`:
@@ -36,6 +44,19 @@ from jax.typing import DTypeLike
 from rnnjax import reference
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
+
+
+@jax.custom_jvp
+def _quotient(num: jax.Array, den: jax.Array) -> jax.Array:
+    """`num / den` (den > 0) whose derivative never squares `den` (see the module docstring)."""
+    return num / den
+
+
+@_quotient.defjvp
+def _quotient_jvp(primals, tangents):
+    (num, den), (d_num, d_den) = primals, tangents
+    out = num / den
+    return out, (d_num - out * d_den) / den
 
 
 @register("mlstm", example={"hidden_size": 8, "num_heads": 2}, reference=reference.mlstm)
@@ -82,7 +103,9 @@ def mlstm(hidden_size: int, *, num_heads: int = 4, dtype: DTypeLike = jnp.float3
 
     def readout(params, o, m, x):
         # o = [C~ q | n~^T q]; max(|n~^T q|, exp(-m)) is max(|n^T q|, 1) in the stabilised units
-        h = o[..., :dh] / jnp.maximum(jnp.abs(o[..., dh:]), jnp.exp(-m)[..., None])
+        a = jnp.exp(jnp.minimum(m, 0.0))[..., None]
+        floor = jnp.maximum(jnp.exp(-jnp.maximum(m, 0.0)), jnp.finfo(o.dtype).tiny)[..., None]
+        h = _quotient(o[..., :dh] * a, jnp.maximum(jnp.abs(o[..., dh:]) * a, floor))
         h = h.reshape(*h.shape[:-2], D).astype(x.dtype)
         return jax.nn.sigmoid(x @ params["w_o"] + params["b_o"]) * h
 

@@ -4,6 +4,9 @@ Forward, for t = 1..T:
     u = x_t W_u,  r = sigmoid(x_t W_a + b_a),  i = sigmoid(x_t W_x + b_x)
     log_a = -c r softplus(-Lambda),  a = exp(log_a),  g = sqrt(1 - a^2)
     h_t = a h_{t-1} + g i u,   y_t = h_t
+
+The derivative of the square root is capped at 1000 as in the cell
+(`rnnjax.cells.rglru.MAX_SQRT_GRADIENT`, RecurrentGemma's bound).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from rnnjax.reference.result import BPTTResult, f64, sigmoid, softplus
+
+MAX_SQRT_GRADIENT = 1000.0  # written out again: the reference shares no code with the cell
 
 
 def rglru(params, xs, h0, dys, dh_final, *, c=8.0, **_config) -> BPTTResult:
@@ -43,8 +48,9 @@ def rglru(params, xs, h0, dys, dh_final, *, c=8.0, **_config) -> BPTTResult:
         di = dh * g * u
         du = dh * g * i
         dh_next = dh * a
-        # g = sqrt(1 - a^2): dg/da = -a / g
-        da = da - dg * a / g
+        # g = sqrt(y), y = 1 - a^2: dg/dy = 1 / (2 g), capped at MAX_SQRT_GRADIENT; dy/da = -2a
+        dg_dy = np.minimum(0.5 / np.maximum(g, np.finfo(np.float64).tiny), MAX_SQRT_GRADIENT)
+        da = da - dg * dg_dy * 2.0 * a
         # a = exp(-c r sp): d/dr = -c sp a, d/dsp = -c r a, and sp = softplus(-Lambda): dsp/dLambda = -sigmoid(-Lambda)
         dr = da * -c * sp * a
         d["lam"] += da * -c * r * a * -sigmoid(-p["lam"])
