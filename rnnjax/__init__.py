@@ -9,10 +9,10 @@ The core (`rnnjax.cells`, `rnnjax.unroll`, `rnnjax.reference`) imports only
 JAX and NumPy; framework adapters live at the edge.
 """
 
-from rnnjax import cells, reference, seq2seq
+from rnnjax import cells, layers, reference, seq2seq
 from rnnjax.precision import mixed_precision
 from rnnjax.unrolling import sequence_mask, unroll
 
 __version__ = "0.1.0"
 
-__all__ = ["cells", "mixed_precision", "reference", "seq2seq", "sequence_mask", "unroll", "__version__"]
+__all__ = ["cells", "layers", "mixed_precision", "reference", "seq2seq", "sequence_mask", "unroll", "__version__"]

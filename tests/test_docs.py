@@ -13,9 +13,41 @@ import pkgutil
 import re
 from pathlib import Path
 
+import pytest
+
 import rnnjax
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+# a python block runs unless the line above it says why not: <!-- not run: reason -->
+BLOCK = re.compile(r"(?:<!-- not run: (?P<why>[^\n]*?) -->\n)?```python\n(?P<code>.*?)```", re.S)
+
+
+def code_blocks(page: Path) -> list[tuple[str, str | None]]:
+    """`(code, reason it is not run or None)` for every python block of a markdown page, in order."""
+    return [(m["code"], m["why"]) for m in BLOCK.finditer(page.read_text())]
+
+
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if any(why is None for _, why in code_blocks(p))], ids=lambda p: p.name
+)
+def test_every_python_block_runs_as_written(page):
+    """The blocks of a page run in order in one namespace, as a reader pastes them (after `import`s they show)."""
+    namespace: dict = {}
+    ran = 0
+    for k, (code, why) in enumerate(code_blocks(page)):
+        if why is not None:
+            assert why.strip(), f"{page.name}: block {k} is marked not run without a reason"
+            continue
+        exec(compile(code, f"{page.name} block {k}", "exec"), namespace)
+        ran += 1
+    assert ran
+
+
+def test_not_run_blocks_are_few_and_known():
+    skipped = {p.name: sum(why is not None for _, why in code_blocks(p)) for p in PAGES}
+    assert {k: v for k, v in skipped.items() if v} == {"pytorch.md": 1, "seq2seq.md": 1}
 
 
 def _hooks():

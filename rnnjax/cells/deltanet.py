@@ -24,6 +24,11 @@ Initialisation: projections LeCun normal, `b_beta = 0`; Gated DeltaNet's
 [0.001, 0.1] (as Mamba-2). The layer's short convolutions and output
 norm/gate belong to the backbone.
 
+Differs from flash-linear-attention's ops by a convention: the queries are
+not scaled by `dk^-0.5` (its `chunk_delta_rule` and `chunk_gated_delta_rule`
+scale them by default, `scale=None`); they are unit vectors, as the papers
+write them. To compare with those ops, pass `scale=1.0` there.
+
 Params: `w_q, w_k, w_v [I, D]`, `w_beta [I, H]`, `b_beta [H]`; gated also
 `w_a [I, H]`, `dt_bias [H]`, `a_log [H]`. Carry: `MatrixState(S [*batch, H, dk, dv])`.
 """

@@ -17,6 +17,11 @@ applies. Initialisation: `Lambda` from HiPPO-N, `log_step` uniform in
 part), drawn directly in the eigenbasis rather than transformed by its
 eigenvectors; `D` LeCun normal.
 
+Differs from the paper's code by a convention: the feedthrough `D` is a
+dense `[I, O]` matrix (any input and output sizes), where the paper's is a
+diagonal `D` (a vector, with O = I); a diagonal `D` is the special case
+whose off-diagonal entries are zero.
+
 Params (real): `log_neg_re, lambda_im, log_step [N]`, `b_re, b_im [I, N]`,
 `c_re, c_im [N, O]`, `d [I, O]`. Carry: complex `h [*batch, N]` (complex64,
 complex128 for float64 params); like the LRU, it follows its params' dtype.
