@@ -66,7 +66,8 @@ def test_cell_list_names_exactly_the_registered_cells():
 
 
 def test_gradient_table_is_the_committed_gradcheck_output():
-    """docs/results.md = docs/gradient-checking.md = benchmarks/results/gradcheck-*.md (the output of `python -m rnnjax.gradcheck`)."""
+    """docs/results.md = docs/gradient-checking.md = benchmarks/results/gradcheck-*.md
+    (the output of `python -m rnnjax.gradcheck`)."""
     source = sorted(RESULTS.glob("gradcheck-*.md"))[-1].read_text()
     want = _table_after(source, r"^manual BPTT")
     assert _table_after(RESULTS_PAGE, r"^## Manual BPTT against autodiff") == want
