@@ -11,7 +11,7 @@ In order, each step writing what it has before the next starts (an interrupted r
 3. determinism: the same gradient computed in two fresh processes, bit for bit (on a GPU with
    `XLA_FLAGS=--xla_gpu_deterministic_ops=true`);
 4. the sequence-length sweep, float32 then bfloat16: the LSTM and GRU (rnnjax's default, the
-   plain scan, the sequence kernel with `kernel=True` (cuDNN for the LSTM in float32), flax,
+   plain scan, the sequence kernel with `Scan(kernel=True)` (cuDNN for the LSTM in float32), flax,
    Equinox, JAX's cuDNN LSTM), the linear cells (sequential against the
    parallel scan and the Pallas linear-scan kernel) and the matrix-memory cells (sequential, parallel,
    chunkwise, and the Pallas chunkwise kernels).

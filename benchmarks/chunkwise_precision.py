@@ -46,16 +46,16 @@ def main(argv=None) -> int:
             p16 = cast(params, jnp.bfloat16)
             x16 = xs.astype(jnp.bfloat16)
             # the truth for each precision's rounded params and inputs, in float64
-            truth32 = rnnjax.unroll(cell[jnp.float64], cast(params, jnp.float64), xs, method="sequential")[1]
+            truth32 = rnnjax.unroll(cell[jnp.float64], cast(params, jnp.float64), xs, method=rnnjax.Scan())[1]
             truth16 = rnnjax.unroll(cell[jnp.float64], cast(p16, jnp.float64), cast(x16, jnp.float64),
-                                    method="sequential")[1]  # fmt: skip
+                                    method=rnnjax.Scan())[1]  # fmt: skip
             run = lambda c, p_, x, **kw: jax.jit(lambda p_, x: rnnjax.unroll(c, p_, x, **kw)[1])(p_, x)  # noqa: E731
             rows.append((
                 spec.name,
                 cell[jnp.float32].matrix.chunk_size,
-                error(run(cell[jnp.float32], params, xs.astype(jnp.float32), method="sequential"), truth32),
-                error(run(cell[jnp.float32], params, xs.astype(jnp.float32), method="chunkwise"), truth32),
-                error(run(cell[jnp.bfloat16], p16, x16, method="chunkwise"), truth16),
+                error(run(cell[jnp.float32], params, xs.astype(jnp.float32), method=rnnjax.Scan()), truth32),
+                error(run(cell[jnp.float32], params, xs.astype(jnp.float32), method=rnnjax.Chunkwise()), truth32),
+                error(run(cell[jnp.bfloat16], p16, x16, method=rnnjax.Chunkwise()), truth16),
             ))  # fmt: skip
             print(rows[-1], flush=True)
     date = datetime.date.today().isoformat()

@@ -76,8 +76,11 @@ def _cell(kind: str, H: int, dtype: str) -> rnnjax.cells.Cell:
     return rnnjax.cells.get(kind, hidden_size=H, dtype=dtype, **kwargs)
 
 
-def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, **unroll_kwargs: Any) -> Impl:
+def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, method: Any = None) -> Impl:
+    """rnnjax's unroll with `method` (a method value, a function of the cell giving one, or None for auto)."""
     cell = _cell(kind, H, dtype)
+    if callable(method):
+        method = method(cell)
     if kind in ("lstm", "gru"):
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), canonical(kind, I, H))
     else:
@@ -85,12 +88,19 @@ def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, **unroll_
     xs = jnp.asarray(inputs(T, B, I), dtype)
 
     def loss_fn(p, x):
-        ys = rnnjax.unroll(cell, p, x, **unroll_kwargs)[1]
+        ys = rnnjax.unroll(cell, p, x, method=method)[1]
         return jnp.mean(jnp.square(ys.astype(jnp.float32)))
 
-    tag = ",".join(f"{k}={v}" for k, v in unroll_kwargs.items())
+    return _jax_impl(f"rnnjax{'' if method is None else '[' + repr(method) + ']'}", loss_fn, params, xs)
 
-    return _jax_impl(f"rnnjax{'[' + tag + ']' if tag else ''}", loss_fn, params, xs)
+
+def _parallel(cell, implementation="xla"):
+    """The cell's all-steps-at-once form: the linear scan, or a matrix cell's quadratic form (one chunk)."""
+    if cell.matrix is not None:
+        return rnnjax.Chunkwise(
+            chunk_size="sequence" if implementation == "xla" else None, implementation=implementation
+        )
+    return rnnjax.LinearScan("associative" if implementation == "xla" else "pallas")
 
 
 def rnnjax_hoisted_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -> Impl:
@@ -403,19 +413,19 @@ def recurrentgemma_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str) -
 
 IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax": rnnjax_impl,
-    "rnnjax-scan": lambda *a: rnnjax_impl(*a, kernel=False),
+    "rnnjax-scan": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan(kernel=False)),
     # the sequence kernel wherever it applies: the LSTM's cuDNN path on a GPU (float32), the blocked kernels
-    "rnnjax-kernel": lambda *a: rnnjax_impl(*a, kernel=True),
-    "rnnjax-unroll4": lambda *a: rnnjax_impl(*a, unroll=4),
-    "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, unroll=16),
-    "rnnjax-remat": lambda *a: rnnjax_impl(*a, remat=True),
-    "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method="parallel"),
-    "rnnjax-pallas": lambda *a: rnnjax_impl(*a, method="pallas"),
-    "rnnjax-seq": lambda *a: rnnjax_impl(*a, method="sequential"),
-    "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=16),
-    "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=32),
-    "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=64),
-    "rnnjax-chunk128": lambda *a: rnnjax_impl(*a, method="chunkwise", chunk_size=128),
+    "rnnjax-kernel": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan(kernel=True)),
+    "rnnjax-unroll4": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan(unroll=4)),
+    "rnnjax-unroll16": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan(unroll=16)),
+    "rnnjax-remat": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan(remat=True)),
+    "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method=_parallel),
+    "rnnjax-pallas": lambda *a: rnnjax_impl(*a, method=lambda cell: _parallel(cell, "pallas")),
+    "rnnjax-seq": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan()),
+    "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(16)),
+    "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(32)),
+    "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(64)),
+    "rnnjax-chunk128": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(128)),
     "mlstm-kernels": lambda *a: mlstm_kernels_impl(*a),
     "memax": memax_impl,
     "recurrentgemma": recurrentgemma_impl,

@@ -76,7 +76,8 @@ def machine() -> dict:
 def applicable(impl: str, kind: str) -> bool:
     """Peers and kind-specific variants (listed in PEERS_FOR) run for their kinds; rnnjax's generic
     variants run for every registered cell, the parallel scan only for cells with a linear form and
-    the plain scan (`kernel=False`) and the kernel (`kernel=True`) only for cells that have a sequence kernel."""
+    the plain scan (`Scan(kernel=False)`) and the kernel (`Scan(kernel=True)`) only for cells that have a
+    sequence kernel."""
     from benchmarks.impls import PEERS_FOR
 
     if any(impl in peers for peers in PEERS_FOR.values()):

@@ -5,7 +5,7 @@
     python -m benchmarks.sequence_parallel --tiny               # seconds
 
 For each P (a fresh process with `--xla_force_host_platform_device_count=P`), an LRU
-(H = 64, batch 1, input 16; or `--cell`) is unrolled with `time_axis_name="seq"` inside `jax.shard_map`
+(H = 64, batch 1, input 16; or `--cell`) is unrolled with `method=rnnjax.Sharded("seq")` inside `jax.shard_map`
 over P devices (P = 1: the same call on one device), and the gradient of a mean-square
 loss is compiled for each T. Reported: XLA's memory analysis of the compiled step per
 device (arguments + outputs + temporaries), and the median time of a step where it fits
@@ -40,7 +40,7 @@ params = cell.init(jax.random.key(0), 16)
 
 def loss(params, xs):
     def body(x):
-        _, ys = rnnjax.unroll(cell, params, x, time_axis_name="seq")
+        _, ys = rnnjax.unroll(cell, params, x, method=rnnjax.Sharded("seq"))
         return jax.lax.psum(jnp.sum(ys.astype(jnp.float32) ** 2), "seq")
     return jax.shard_map(body, mesh=mesh, in_specs=P("seq"), out_specs=P(), check_vma=False)(xs)
 

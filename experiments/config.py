@@ -38,7 +38,7 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 200
     log_every: int = 20
-    unroll: int = 1
+    method: str = "auto"  # how the cells are unrolled: "auto" or a method's repr, e.g. "Scan(unroll=4)"
     precision: str = "float32"  # "float32" | "bf16": compute in bfloat16, params and optimiser state float32
 
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 import rnnjax
-import rnnjax.layers
+import rnnjax.methods
 from experiments.tasks import Task
 
 
@@ -24,9 +24,8 @@ class SequenceModel(NamedTuple):
     embed_size: int
     output_size: int
     readout: str  # "last" | "all"
-    unroll: int = 1
+    method: rnnjax.Method | None = None  # how each layer is unrolled (None: rnnjax.auto; Sharded: time split)
     bidirectional: bool = False  # every layer reads both ways (outputs concatenated); readout "all" only
-    time_axis_name: str | None = None  # inside shard_map, the time axis split over this mesh axis
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         keys = jax.random.split(key, len(self.cells) + 2)
@@ -59,11 +58,9 @@ class SequenceModel(NamedTuple):
             xs = params["embed"][xs]
         for cell, p in zip(self.cells, params["layers"], strict=True):
             if self.bidirectional:
-                _, xs = rnnjax.layers.bidirectional(cell, cell, p, xs, lengths=lengths, unroll=self.unroll)
+                _, xs = rnnjax.layers.bidirectional(cell, cell, p, xs, lengths=lengths, method=self.method)
             else:
-                _, xs = rnnjax.unroll(
-                    cell, p, xs, lengths=lengths, unroll=self.unroll, time_axis_name=self.time_axis_name
-                )
+                _, xs = rnnjax.unroll(cell, p, xs, lengths=lengths, method=self.method)
         return xs
 
     def logits(self, params, batch):
@@ -120,9 +117,19 @@ def build(task: Task, config):
         embed_size=getattr(config, "embed_size", 32),
         output_size=task.output_size,
         readout=task.readout,
-        unroll=config.unroll,
+        method=_method(config.method),
         bidirectional=getattr(config, "bidirectional", False),
     )
+
+
+def _method(text: str) -> rnnjax.Method | None:
+    """The config's `method` string as a method value (a ConfigError naming the key when it is not one)."""
+    from experiments.config import ConfigError
+
+    try:
+        return rnnjax.methods.from_string(text)
+    except ValueError as err:
+        raise ConfigError(f"config key 'method': {err}") from None
 
 
 PRECISIONS = {"float32": None, "bf16": jnp.bfloat16}
@@ -158,8 +165,8 @@ def check_time_sharding(model, task: Task) -> None:
     else:
         if model.bidirectional:
             why.append("the model is bidirectional")
-        if model.unroll != 1:
-            why.append(f"unroll={model.unroll}")
+        if model.method is not None:
+            why.append(f"method={model.method!r} (the time split runs each cell's parallel form)")
         serial = [c.name for c in cells if c.linear is None and c.matrix is None]
         if serial:
             able = [s.name for s in rnnjax.cells.specs() if s.has_linear_form or s.has_matrix_form]

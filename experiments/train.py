@@ -108,7 +108,7 @@ def make_loss_fn(model, task: Task, precision: str = "float32", parallel=None):
     run per device inside `jax.shard_map` over the data x seq mesh (experiments/distributed.py)."""
     if parallel is None or parallel.seq_size == 1:
         return lambda p, b: model_lib.loss_and_metrics(model, task, p, b, precision)  # noqa: E731
-    local = model._replace(time_axis_name=distributed.SEQ_AXIS)
+    local = model._replace(method=rnnjax.Sharded(distributed.SEQ_AXIS))
     return parallel.sharded_loss(
         lambda p, b, axes: model_lib.loss_and_metrics(local, task, p, b, precision, axes),
         lambda b: distributed.batch_axes(task, b),

@@ -1,4 +1,4 @@
-"""The chunkwise-parallel unroll of matrix-memory cells (`rnnjax.unroll(..., method="chunkwise")`).
+"""The chunkwise-parallel unroll of matrix-memory cells (`rnnjax.unroll(..., method=rnnjax.Chunkwise())`).
 
 For a cell with a `MatrixRecurrence` form (per head, key-major `S [dk, dv]`)::
 
@@ -260,7 +260,7 @@ def chunkwise_unroll(
     zeroed by `unroll`.
 
     `axis_name`: the time axis is sharded over this mesh axis (inside
-    `jax.shard_map`; `unroll(..., time_axis_name=...)`), `xs` being this
+    `jax.shard_map`; `unroll(..., method=Sharded(axis_name))`), `xs` being this
     device's slice. Each device composes its chunks' maps of the state into
     one map for its slice; the maps are gathered over the axis, each device
     applies those of the slices before its own to `carry0` to get the state
@@ -307,8 +307,8 @@ def chunkwise_unroll(
     if pallas:
         if r is not None or axis_name is not None:
             raise ValueError(
-                "rnnjax.unroll: method='pallas' runs the chunkwise kernel without resets or time sharding "
-                "(use method='chunkwise')"
+                "rnnjax.unroll: Chunkwise(implementation='pallas') runs without resets or time sharding "
+                "(use implementation='xla')"
             )
         from rnnjax.kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
 

@@ -38,6 +38,7 @@ from jax.test_util import check_grads
 from rnnjax.cells.registry import CellSpec
 from rnnjax.gradcheck import random_problem, reference_agreement
 from rnnjax.layers import learnable_initial_carry
+from rnnjax.methods import Chunkwise, LinearScan, Method, Scan
 from rnnjax.precision import mixed_precision
 from rnnjax.unrolling import unroll
 
@@ -55,9 +56,9 @@ class NotApplicable(Exception):
 
 
 FORM_DESCRIPTIONS = {
-    "linear": "LinearRecurrence form (method='parallel')",
-    "matrix": "MatrixRecurrence form (method='chunkwise')",
-    "sequence": "sequence kernel (kernel=True)",
+    "linear": "LinearRecurrence form (LinearScan)",
+    "matrix": "MatrixRecurrence form (Chunkwise)",
+    "sequence": "sequence kernel (Scan(kernel=True))",
 }
 
 
@@ -105,24 +106,26 @@ def run(spec: CellSpec, checks=None) -> dict[str, str]:
     return results
 
 
-def forms_of(cell) -> dict[str, dict]:
-    """`{form: unroll keyword arguments}` for every way `unroll` can run `cell`.
+def forms_of(cell) -> dict[str, Method]:
+    """`{form: method}` for every way `unroll` can run `cell`.
 
     The sequential scan of `cell.step` (the truth every other form is held
-    to), the cell's sequence kernel, the parallel form (the associative scan of
-    a `LinearRecurrence`, the quadratic form of a `MatrixRecurrence`) and the
-    chunkwise form (chunks of 2 steps, so that a short test crosses chunks).
+    to), the cell's sequence kernel, the associative scan of a
+    `LinearRecurrence`, and for a `MatrixRecurrence` the quadratic form (one
+    chunk) and the chunkwise form (chunks of 2 steps, so that a short test
+    crosses chunks).
     The Pallas and time-sharded methods read the same `linear` and `matrix`
     forms and are held to the scan in tests/test_pallas_*.py and
     tests/test_sequence_parallel.py.
     """
-    out = {"sequential": {"method": "sequential", "kernel": False}}
+    out: dict[str, Method] = {"sequential": Scan(kernel=False)}
     if cell.sequence is not None:
-        out["kernel"] = {"kernel": True}
-    if cell.linear is not None or cell.matrix is not None:
-        out["parallel"] = {"method": "parallel"}
+        out["kernel"] = Scan(kernel=True)
+    if cell.linear is not None:
+        out["parallel"] = LinearScan()
     if cell.matrix is not None:
-        out["chunkwise"] = {"method": "chunkwise", "chunk_size": 2}
+        out["quadratic"] = Chunkwise(chunk_size="sequence")
+        out["chunkwise"] = Chunkwise(chunk_size=2)
     return out
 
 
@@ -191,16 +194,18 @@ def check_follows_params_dtype(spec: CellSpec) -> None:
         params32 = cell.init(jax.random.key(0), INPUT_SIZE)
         params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params32)
         xs = jax.random.normal(jax.random.key(1), (5, 2, INPUT_SIZE), jnp.float64)
-        methods = ("sequential", "parallel") if cell.linear is not None else ("sequential",)
+        methods = {"sequential": Scan()}
+        if cell.linear is not None:
+            methods["parallel"] = LinearScan()
         outs = {}
-        for method in methods:
+        for name, method in methods.items():
             final, ys = unroll(cell, params, xs, method=method)
-            assert ys.dtype == jnp.float64, f"{spec.name}: float64 params gave {ys.dtype} outputs ({method})"
+            assert ys.dtype == jnp.float64, f"{spec.name}: float64 params gave {ys.dtype} outputs ({name})"
             for leaf in jax.tree_util.tree_leaves(final):
                 assert leaf.dtype in (jnp.float64, jnp.complex128), (
-                    f"{spec.name}: float64 params gave a {leaf.dtype} carry ({method})"
+                    f"{spec.name}: float64 params gave a {leaf.dtype} carry ({name})"
                 )
-            outs[method] = (final, ys)
+            outs[name] = (final, ys)
         if len(outs) == 2:
             chex.assert_trees_all_close(outs["parallel"], outs["sequential"], rtol=1e-12, atol=1e-12)
 
@@ -218,7 +223,7 @@ def check_unroll_factor_changes_nothing(spec: CellSpec) -> None:
         cell, params, xs, carry0, lens = _problem(spec, T=7, dtype=jnp.float64, lengths=True)
         want = unroll(cell, params, xs, initial_carry=carry0, lengths=lens)
         for factor in (2, 5, True):
-            got = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, unroll=factor)
+            got = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method=Scan(unroll=factor))
             chex.assert_trees_all_close(got, want, **_tols(spec, jnp.float64))
 
 
@@ -296,11 +301,11 @@ def check_finite_difference_gradients(spec: CellSpec) -> None:
 
         # reverse mode on the default path (a cell's sequence kernel, whose VJP is hand-written, where
         # it has one); forward mode on the plain scan, since custom VJPs have no forward mode
-        for kernel, mode in ((None, "rev"), (False, "fwd")):
+        for method, mode in ((Scan(), "rev"), (Scan(kernel=False), "fwd")):
 
             @jax.jit  # one compilation per derivative instead of eager dispatch of every op
-            def loss(params, xs, carry0, kernel=kernel):
-                carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, kernel=kernel)
+            def loss(params, xs, carry0, method=method):
+                carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method=method)
                 return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(jnp.real(c)) for c in jax.tree_util.tree_leaves(carry))
 
             check_grads(loss, (params, xs, carry0), order=2, modes=(mode,), eps=1e-5, atol=1e-6, rtol=1e-6)
@@ -346,10 +351,10 @@ def check_parallel_scan_equals_sequential(spec: CellSpec) -> None:
 
                 return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0)
 
-            chex.assert_trees_all_close(run("parallel"), run("sequential"), rtol=1e-12, atol=1e-12)
+            chex.assert_trees_all_close(run(LinearScan()), run(Scan()), rtol=1e-12, atol=1e-12)
     cell, params, xs, carry0, lens = _problem(spec, T=200, batch_shape=(4,), lengths=True)
-    par = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method="parallel")
-    seq = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method="sequential")
+    par = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method=LinearScan())
+    seq = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method=Scan())
     chex.assert_trees_all_close(par, seq, rtol=1e-5, atol=1e-5)
 
 
@@ -364,20 +369,20 @@ def check_chunkwise_equals_sequential(spec: CellSpec) -> None:
     with jax.enable_x64(True):
         cell, params, xs, carry0, lens = _problem(spec, T=23, batch_shape=(3,), dtype=jnp.float64, lengths=True)
         resets = jnp.asarray(np.random.default_rng(3).random((23, 3)) < 0.15)
-        forms = {False: [("parallel", None), ("chunkwise", 4)], True: [("chunkwise", 4)]}
+        forms = {False: [Chunkwise(chunk_size="sequence"), Chunkwise(4)], True: [Chunkwise(4)]}
         for reverse in (False, True):
 
-            def run(method, chunk_size=None, reverse=reverse):
+            def run(method, reverse=reverse):
                 def loss(params, xs, carry0):
-                    kw = dict(lengths=lens, resets=resets, reverse=reverse, method=method, chunk_size=chunk_size)
+                    kw = dict(lengths=lens, resets=resets, reverse=reverse, method=method)
                     carry, ys = unroll(cell, params, xs, initial_carry=carry0, **kw)
                     return jnp.sum(jnp.sin(ys)) + _sq_norm(carry), (carry, ys)
 
                 return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(params, xs, carry0)
 
-            grads, out = run("sequential")
-            for method, chunk_size in forms[reverse]:
-                g, o = run(method, chunk_size)
+            grads, out = run(Scan())
+            for method in forms[reverse]:
+                g, o = run(method)
                 chex.assert_trees_all_close(o, out, rtol=1e-10, atol=1e-12)
                 chex.assert_trees_all_close(g, grads, rtol=1e-9, atol=1e-11)
 
@@ -437,7 +442,7 @@ def check_wrappers_keep_every_form(spec: CellSpec) -> None:
         def truth(params, one_carry, xs):
             def loss(params, one_carry, xs):
                 c0 = _broadcast_carry(one_carry, (2,))
-                carry, ys = unroll(cell, params, xs, initial_carry=c0, lengths=lens, method="sequential", kernel=False)
+                carry, ys = unroll(cell, params, xs, initial_carry=c0, lengths=lens, method=Scan(kernel=False))
                 return objective(carry, ys), (carry, ys)
 
             return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, one_carry, xs)
@@ -450,16 +455,16 @@ def check_wrappers_keep_every_form(spec: CellSpec) -> None:
             kept = ("linear", "matrix") if wrapper_name == "mixed_precision" else ("linear", "matrix", "sequence")
             missing = [f for f in kept if getattr(cell, f) is not None and getattr(wrapped, f) is None]
             assert not missing, f"{spec.name}: {wrapper_name} dropped the form(s) {missing}"
-            for form, kwargs in forms_of(wrapped).items():
+            for form, method in forms_of(wrapped).items():
 
                 @jax.jit
-                def run(w_params, one_carry, xs, wrapped=wrapped, learned=learned, kwargs=kwargs):
+                def run(w_params, one_carry, xs, wrapped=wrapped, learned=learned, method=method):
                     def loss(w_params, one_carry, xs):
                         if learned:
                             w_params, c0 = {**w_params, "carry": one_carry}, None
                         else:
                             c0 = _broadcast_carry(one_carry, (2,))
-                        carry, ys = unroll(wrapped, w_params, xs, initial_carry=c0, lengths=lens, **kwargs)
+                        carry, ys = unroll(wrapped, w_params, xs, initial_carry=c0, lengths=lens, method=method)
                         return objective(carry, ys), (carry, ys)
 
                     return jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(w_params, one_carry, xs)
@@ -536,10 +541,10 @@ def check_saturated_gates_stay_finite(spec: CellSpec) -> None:
             assert variants, f"{spec.name}: no gate bias or log decay to saturate (see rnnjax.contract._is_gate_bias)"
             stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *variants.values())
             lens = jnp.array([5, 3])
-            for form, kwargs in forms_of(cell).items():
+            for form, method in forms_of(cell).items():
 
-                def loss(params, xs, carry0, cell=cell, lens=lens, kwargs=kwargs):
-                    carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, **kwargs)
+                def loss(params, xs, carry0, cell=cell, lens=lens, method=method):
+                    carry, ys = unroll(cell, params, xs, initial_carry=carry0, lengths=lens, method=method)
                     total = jnp.sum(ys) + sum(jnp.sum(jnp.real(c)) for c in jax.tree_util.tree_leaves(carry))
                     return total, (carry, ys)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from rnnjax import reference
 from rnnjax.cells import registry
+from rnnjax.methods import Scan
 from rnnjax.unrolling import unroll
 
 # below this magnitude a reference leaf is rounding noise around zero (the problems are scaled ~1)
@@ -99,7 +100,7 @@ def reference_agreement(
         # the sequential path (with a cell's sequence kernel where it has one) is the truth the other forms
         # are held to (tests/test_chunkwise.py, the contract); here it is held to the hand-written BPTT
         run = lambda p, c, x: unroll(  # noqa: E731
-            cell, p, x, initial_carry=c, lengths=lens, reverse=reverse, method="sequential"
+            cell, p, x, initial_carry=c, lengths=lens, reverse=reverse, method=Scan()
         )
         outputs, vjp = jax.vjp(run, params, carry0, xs)
         return outputs, vjp(cotangents)

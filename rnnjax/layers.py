@@ -1,6 +1,6 @@
 """Sequence layers built from cells: stacks, learnable initial carries, bidirectional
 layers and streaming. (Truncated BPTT and rematerialisation are options of
-`rnnjax.unroll`: `truncation=K`, `remat=True`.)
+the scan: `rnnjax.unroll(..., method=rnnjax.Scan(truncation=K, remat=True))`.)
 
 Stacks and learnable initial carries are themselves `Cell`s, so everything
 `rnnjax.unroll` does (lengths, reverse, resets, remat, streaming with
@@ -17,13 +17,13 @@ Stacks and learnable initial carries are themselves `Cell`s, so everything
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from rnnjax.cells.cell import Carry, Cell, Params, wrap
+from rnnjax.methods import Method
 from rnnjax.unrolling import unroll
 
 # --- stacks ------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def stacked_unroll(
     key: jax.Array | None = None,
     deterministic: bool = True,
     bidirectional: bool = False,
-    **unroll_kwargs: Any,
+    method: Method | None = None,
 ) -> tuple[tuple[Carry, ...], jax.Array]:
     """Run a stack layer by layer, each over the whole sequence; dropout between layers.
 
@@ -114,6 +114,8 @@ def stacked_unroll(
     `(forward, backward)` pairs, and each layer reads the concatenated outputs
     of both directions of the layer below. This is the layout of PyTorch's
     `nn.LSTM(num_layers=L, bidirectional=True)` (see `rnnjax.interop.from_torch`).
+
+    `method` runs every layer (None: `rnnjax.auto` picks per layer).
 
     Returns `(carries, ys)`: a tuple with each layer's final carry (a
     `(forward, backward)` pair when bidirectional), and the top outputs.
@@ -135,7 +137,7 @@ def stacked_unroll(
     carries = []
     for k, (cell, p) in enumerate(zip(cells, params, strict=True)):
         c0 = None if initial_carry is None else initial_carry[k]
-        carry, ys = _one_layer(cell, p, xs, c0, lengths, reverse, bidirectional, unroll_kwargs)
+        carry, ys = _one_layer(cell, p, xs, c0, lengths, reverse, bidirectional, method)
         carries.append(carry)
         if residual and k > 0:
             ys = ys + xs
@@ -193,7 +195,7 @@ def bidirectional(
     lengths: ArrayLike | None = None,
     initial_carry: tuple[Carry, Carry] | None = None,
     merge: str | Callable[[jax.Array, jax.Array], jax.Array] = "concat",
-    **unroll_kwargs: Any,
+    method: Method | None = None,
 ) -> tuple[tuple[Carry, Carry], jax.Array]:
     """A forward and a backward pass over `xs`, outputs merged per step.
 
@@ -201,7 +203,7 @@ def bidirectional(
     `lengths` it starts at each sequence's last valid step, as PyTorch's
     packed sequences do). `merge` is "concat" (default), "sum", "mean", or a
     function `(y_fw, y_bw) -> y`. Padded steps of both directions are zero
-    before merging.
+    before merging. `method` runs both passes (None: `rnnjax.auto` picks).
 
     Returns `((carry_fw, carry_bw), ys)`; `carry_bw` is the backward pass's
     carry after the first step of each sequence.
@@ -212,18 +214,18 @@ def bidirectional(
             f"rnnjax.layers.bidirectional: `merge` must be one of {sorted(MERGES)} or a function, got {merge!r}"
         )
     c_fw, c_bw = (None, None) if initial_carry is None else initial_carry
-    carry_fw, ys_fw = unroll(forward_cell, params[0], xs, initial_carry=c_fw, lengths=lengths, **unroll_kwargs)
+    carry_fw, ys_fw = unroll(forward_cell, params[0], xs, initial_carry=c_fw, lengths=lengths, method=method)
     carry_bw, ys_bw = unroll(
-        backward_cell, params[1], xs, initial_carry=c_bw, lengths=lengths, reverse=True, **unroll_kwargs
+        backward_cell, params[1], xs, initial_carry=c_bw, lengths=lengths, reverse=True, method=method
     )
     return (carry_fw, carry_bw), merge_fn(ys_fw, ys_bw)
 
 
-def _one_layer(cell, params, xs, carry0, lengths, reverse, both_ways, unroll_kwargs):
+def _one_layer(cell, params, xs, carry0, lengths, reverse, both_ways, method):
     """One layer of `stacked_unroll`: a plain unroll, or a bidirectional pair with concatenated outputs."""
     if both_ways:
-        return bidirectional(cell, cell, params, xs, initial_carry=carry0, lengths=lengths, **unroll_kwargs)
-    return unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, **unroll_kwargs)
+        return bidirectional(cell, cell, params, xs, initial_carry=carry0, lengths=lengths, method=method)
+    return unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=method)
 
 
 # --- streaming -----------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_interleaved_tiny_run(tmp_path, capsys):
     assert result["config"]["impls"][:2] == ["rnnjax", "rnnjax-scan"]  # the parallel scan does not apply to the GRU
     measured = {(r["impl"], r["T"]) for r in result["records"] if r["train"]["reps"] == 2}
     assert {("rnnjax", 1), ("rnnjax-scan", 3)} <= measured
-    assert "| rnnjax[kernel=False] |" in out.with_suffix(".md").read_text()
+    assert "| rnnjax[Scan(kernel=False)] |" in out.with_suffix(".md").read_text()
     assert "skipped rnnjax-parallel" in capsys.readouterr().out
 
 

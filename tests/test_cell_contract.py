@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import pkgutil
 
-import jax
 import pytest
 
 import rnnjax
@@ -39,7 +38,7 @@ def test_a_check_that_does_not_apply_raises_instead_of_passing():
     with pytest.raises(contract.NotApplicable, match="gru has no LinearRecurrence form"):
         contract.check_parallel_scan_equals_sequential(registry.spec("gru"))
     results = contract.run(registry.spec("gru"), [contract.check_parallel_scan_equals_sequential])
-    reason = "skipped: gru has no LinearRecurrence form (method='parallel')"
+    reason = "skipped: gru has no LinearRecurrence form (LinearScan)"
     assert results == {"parallel_scan_equals_sequential": reason}
 
 
@@ -67,21 +66,6 @@ def test_every_cell_module_is_imported_and_registers():
     modules = {m.name for m in pkgutil.iter_modules(rnnjax.cells.__path__)} - {"cell", "registry"}
     registered_modules = {spec.factory.__module__.rsplit(".", 1)[-1] for spec in registry.specs()}
     assert modules <= registered_modules, f"cell files that register nothing: {modules - registered_modules}"
-
-
-def test_auto_method_rule(monkeypatch):
-    from rnnjax.unrolling import resolve_method
-
-    linear, nonlinear = rnnjax.cells.mingru(4), rnnjax.cells.gru(4)
-    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert resolve_method(linear, "auto") == "sequential"
-    assert resolve_method(linear, "auto", carry_size=1024) == "parallel"  # small steps: overhead-bound
-    assert resolve_method(linear, "auto", carry_size=8192) == "sequential"
-    assert resolve_method(linear, "auto", carry_size=1024, needs_scan=True) == "sequential"
-    assert resolve_method(nonlinear, "auto", carry_size=16) == "sequential"
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert resolve_method(linear, "auto") == "parallel"
-    assert resolve_method(nonlinear, "auto") == "sequential"
 
 
 def test_a_broken_cell_fails_the_contract():

@@ -56,10 +56,10 @@ def _grads(cell, params, xs, carry0, **kw):
 def test_chunkwise_equals_sequential_over_the_grid(x64, name, T):
     cell, params, xs, carry0, lengths, resets = _problem(name, T)
     kw = dict(lengths=lengths, resets=resets)
-    grads, out = _grads(cell, params, xs, carry0, method="sequential", **kw)
+    grads, out = _grads(cell, params, xs, carry0, method=rnnjax.Scan(), **kw)
     # chunk sizes up to T, and one chunk longer than T (padded with identity steps): larger ones run the same path
     for C in [C for C in (1, 4, 16) if C < T] + [64]:
-        g, o = _grads(cell, params, xs, carry0, method="chunkwise", chunk_size=C, **kw)
+        g, o = _grads(cell, params, xs, carry0, method=rnnjax.Chunkwise(C), **kw)
         assert _rel(o, out) <= 1e-10, (C, _rel(o, out))
         assert _rel(g, grads) <= 1e-9, (C, _rel(g, grads))
 
@@ -68,8 +68,8 @@ def test_chunkwise_equals_sequential_over_the_grid(x64, name, T):
 def test_streaming_step_continues_a_chunkwise_prefix(x64, name):
     """Generation: the chunkwise unroll of a prompt, then cell.step one token at a time = one unroll of all."""
     cell, params, xs, carry0, _, _ = _problem(name, 40, seed=2)
-    _, want = rnnjax.unroll(cell, params, xs, initial_carry=carry0, method="sequential")
-    carry, ys = rnnjax.unroll(cell, params, xs[:33], initial_carry=carry0, method="chunkwise", chunk_size=16)
+    _, want = rnnjax.unroll(cell, params, xs, initial_carry=carry0, method=rnnjax.Scan())
+    carry, ys = rnnjax.unroll(cell, params, xs[:33], initial_carry=carry0, method=rnnjax.Chunkwise(16))
     step = jax.jit(cell.step)
     rest = []
     for t in range(33, 40):
@@ -88,7 +88,7 @@ def test_16384_steps_finite_in_float32_at_default_init(name):
 
     @jax.jit
     def loss_and_grad(params):
-        return jax.value_and_grad(lambda p: jnp.mean(rnnjax.unroll(cell, p, xs, method="auto")[1] ** 2))(params)
+        return jax.value_and_grad(lambda p: jnp.mean(rnnjax.unroll(cell, p, xs)[1] ** 2))(params)
 
     loss, grads = loss_and_grad(params)
     assert bool(jnp.isfinite(loss))
@@ -105,8 +105,8 @@ def test_bfloat16_agrees_with_float32(name):
     p16 = jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16), params)
     # the same values in both precisions, so only the arithmetic differs
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p16)
-    _, y32 = rnnjax.unroll(cell32, params, xs.astype(jnp.bfloat16).astype(jnp.float32), method="chunkwise")
-    carry16, y16 = rnnjax.unroll(cell16, p16, xs.astype(jnp.bfloat16), method="chunkwise")
+    _, y32 = rnnjax.unroll(cell32, params, xs.astype(jnp.bfloat16).astype(jnp.float32), method=rnnjax.Chunkwise())
+    carry16, y16 = rnnjax.unroll(cell16, p16, xs.astype(jnp.bfloat16), method=rnnjax.Chunkwise())
     assert y16.dtype == jnp.bfloat16 and carry16.S.dtype == jnp.float32
     err = float(jnp.max(jnp.abs(y16.astype(jnp.float32) - y32)) / jnp.max(jnp.abs(y32)))
     assert err <= 5e-2, err
@@ -117,16 +117,16 @@ def test_errors_name_the_argument():
     params = cell.init(jax.random.key(0), 3)
     xs = jnp.ones((5, 2, 3))
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match=rf"`chunk_size` must be a positive int, got {bad!r}"):
-            rnnjax.unroll(cell, params, xs, method="chunkwise", chunk_size=bad)
-    with pytest.raises(ValueError, match="`chunk_size` applies to method='chunkwise' only, got method='sequential'"):
-        rnnjax.unroll(cell, params, xs, method="sequential", chunk_size=4)
+        with pytest.raises(ValueError, match=rf"`chunk_size` must be a positive int, None or 'sequence', got {bad!r}"):
+            rnnjax.Chunkwise(chunk_size=bad)
+    with pytest.raises(TypeError, match=r"`chunk_size=` is now spelled method=rnnjax.Chunkwise\(chunk_size=...\)"):
+        rnnjax.unroll(cell, params, xs, chunk_size=4)
     gru = rnnjax.cells.gru(4)
-    with pytest.raises(ValueError, match=r"method='chunkwise' needs a cell with a matrix-memory form.*cell 'gru' "
-                       r"has none; its forms are \['sequential'\]"):  # fmt: skip
-        rnnjax.unroll(gru, gru.init(jax.random.key(0), 3), xs, method="chunkwise")
-    with pytest.raises(ValueError, match="`remat` and `truncation` apply to method='sequential' only, got method='ch"):
-        rnnjax.unroll(cell, params, xs, method="chunkwise", remat=True)
+    with pytest.raises(ValueError, match=r"method=Chunkwise\(\) needs a cell with a matrix memory "
+                       r"\(MatrixRecurrence\), and cell 'gru' has none; methods for it: Scan\(\)"):  # fmt: skip
+        rnnjax.unroll(gru, gru.init(jax.random.key(0), 3), xs, method=rnnjax.Chunkwise())
+    with pytest.raises(TypeError, match=r"`remat=` is now spelled method=rnnjax.Scan\(remat=...\)"):
+        rnnjax.unroll(cell, params, xs, method=rnnjax.Chunkwise(), remat=True)
     for factory in (rnnjax.cells.gla, rnnjax.cells.mlstm, rnnjax.cells.ssd, rnnjax.cells.deltanet):
         name = factory.__name__
         want = rf"rnnjax.cells.{name}: `hidden_size` must be divisible by `num_heads`, got hidden_size=10 and "

@@ -1,7 +1,7 @@
 """The sequence kernels (rnnjax/kernels/: the LSTM's and the GRU's) against the plain scan of `cell.step`.
 
 The kernels' VJPs are written by hand, so every gradient here is compared with
-`jax.grad` of the scan (`kernel=False`) in float64. The NumPy reference BPTT
+`jax.grad` of the scan (`Scan(kernel=False)`) in float64. The NumPy reference BPTT
 (tests/test_reference.py) and the cell contract also run through the kernels,
 because they are `unroll`'s default for these cells on CPU.
 """
@@ -34,10 +34,13 @@ def _setup(kind, H, batch_shape, dtype=jnp.float64, seed=0):
     return cell, params, xs, carry0
 
 
+SCAN, KERNEL = rnnjax.Scan(kernel=False), rnnjax.Scan(kernel=True)  # the plain scan, the sequence kernel
+
+
 def _loss(cell, lengths, reverse, kernel):
     def loss(params, xs, carry0):
         carry, ys = rnnjax.unroll(
-            cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=kernel
+            cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=rnnjax.Scan(kernel=kernel)
         )
         weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
         return jnp.sum(ys * weights) + sum(jnp.sum(jnp.sin(c)) for c in jax.tree_util.tree_leaves(carry))
@@ -63,8 +66,8 @@ def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, kind, H, bat
     got = jax.value_and_grad(_loss(cell, lengths, reverse, True), argnums=(0, 1, 2))(params, xs, carry0)
     want = jax.value_and_grad(_loss(cell, lengths, reverse, False), argnums=(0, 1, 2))(params, xs, carry0)
     chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-12)
-    out_k = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=True)
-    out_s = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=False)
+    out_k = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=KERNEL)
+    out_s = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=SCAN)
     chex.assert_trees_all_close(out_k, out_s, rtol=1e-12, atol=1e-12)
 
 
@@ -89,26 +92,21 @@ def test_the_kernel_is_the_default_on_cpu_and_steps_aside_when_it_does_not_apply
     assert jax.default_backend() == "cpu"
     assert _uses_kernel() and _uses_kernel("gru")
     assert _uses_kernel(lengths=jnp.array([1, 3]), reverse=True)
-    assert not _uses_kernel(kernel=False)
-    assert not _uses_kernel(unroll=2)
-    assert not _uses_kernel(remat=True)
+    assert not _uses_kernel(method=SCAN)
+    assert not _uses_kernel(method=rnnjax.Scan(unroll=2))
+    assert not _uses_kernel(method=rnnjax.Scan(remat=True))
     assert not _uses_kernel(resets=jnp.zeros((3, 2), bool))
 
 
-@pytest.mark.parametrize(
-    "kwargs, reason",
-    [
-        ({"unroll": 2}, "unroll=2 (the kernels choose their own)"),
-        ({"remat": 2}, "`remat` or `truncation` is given"),
-        ({"resets": jnp.zeros((3, 2), bool)}, "`resets` is given"),
-    ],
-)
-def test_kernel_true_says_why_it_cannot_apply(kwargs, reason):
+def test_kernel_true_says_why_it_cannot_apply():
+    msg = "rnnjax.Scan: kernel=True runs the cell's sequence kernel, which has no unroll factor, remat or truncation"
+    for options in ({"unroll": 2}, {"remat": 2}, {"truncation": 3}):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            rnnjax.Scan(kernel=True, **options)
     cell = rnnjax.cells.lstm(4)
     params = cell.init(jax.random.key(0), 2)
-    msg = f"rnnjax.unroll: kernel=True, but the sequence kernel does not apply: {reason}"
-    with pytest.raises(ValueError, match=re.escape(msg)):
-        rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), kernel=True, **kwargs)
+    with pytest.raises(ValueError, match=re.escape("Scan(kernel=True), but the sequence kernel takes no `resets`")):
+        rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), resets=jnp.zeros((3, 2), bool), method=KERNEL)
 
 
 def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
@@ -116,10 +114,9 @@ def test_kernel_true_on_a_cell_without_one_and_a_bad_kernel_value():
         cell = rnnjax.cells.get(name, hidden_size=4)
         params = cell.init(jax.random.key(0), 2)
         with pytest.raises(ValueError, match=re.escape(f"cell {cell.name!r} has no sequence kernel")):
-            rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), kernel=True)
-    cell = rnnjax.cells.lstm(4)
-    with pytest.raises(TypeError, match=re.escape("rnnjax.unroll: `kernel` must be None, True or False, got 'yes'")):
-        rnnjax.unroll(cell, cell.init(jax.random.key(0), 2), jnp.ones((3, 2, 2)), kernel="yes")
+            rnnjax.unroll(cell, params, jnp.ones((3, 2, 2)), method=KERNEL)
+    with pytest.raises(TypeError, match=re.escape("rnnjax.Scan: `kernel` must be None, True or False, got 'yes'")):
+        rnnjax.Scan(kernel="yes")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -128,7 +125,7 @@ def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks, kin
     ensemble = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a]), params)
 
     def loss(p, kernel):
-        return jnp.sum(rnnjax.unroll(cell, p, xs, initial_carry=carry0, kernel=kernel)[1] ** 2)
+        return jnp.sum(rnnjax.unroll(cell, p, xs, initial_carry=carry0, method=rnnjax.Scan(kernel=kernel))[1] ** 2)
 
     grads = {k: jax.jit(jax.vmap(jax.grad(lambda p, k=k: loss(p, k))))(ensemble) for k in (True, False)}
     chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-12, atol=1e-12)
@@ -186,7 +183,13 @@ def test_cudnn_lstm_equals_the_scan(reverse, on_device):
 
         def scan_loss(params, xs, carry0):
             carry, hs = rnnjax.unroll(
-                cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, kernel=False
+                cell,
+                params,
+                xs,
+                initial_carry=carry0,
+                lengths=lengths,
+                reverse=reverse,
+                method=SCAN,
             )
             w = jnp.cos(jnp.arange(hs.size, dtype=hs.dtype)).reshape(hs.shape)
             return jnp.sum(hs * w) + jnp.sum(jnp.sin(carry.h)) + jnp.sum(jnp.sin(carry.c)), (hs, carry.h, carry.c)

@@ -116,7 +116,7 @@ def test_resets_equal_running_each_segment_alone(x64, name, reverse):
     resets = np.zeros((T, B), bool)
     for k, s in enumerate(starts):
         resets[s, k] = True
-    methods = ["sequential", "parallel"] if cell.linear is not None else ["sequential"]
+    methods = [rnnjax.Scan(), rnnjax.LinearScan()] if cell.linear is not None else [rnnjax.Scan()]
     for method in methods:
         carry, ys = rnnjax.unroll(cell, params, xs, resets=jnp.asarray(resets), reverse=reverse, method=method)
         for k, s in enumerate(starts):
@@ -149,12 +149,12 @@ def test_truncated_bptt_equals_full_bptt_restricted_to_each_chunk(x64, K):
     xs, lengths = _data(jnp.float64)
 
     def loss(params, truncation):
-        _, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, truncation=truncation)
+        _, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, method=rnnjax.Scan(truncation=truncation))
         return jnp.sum(jnp.sin(ys))
 
     # forward unchanged
     chex.assert_trees_all_close(
-        rnnjax.unroll(cell, params, xs, lengths=lengths, truncation=K),
+        rnnjax.unroll(cell, params, xs, lengths=lengths, method=rnnjax.Scan(truncation=K)),
         rnnjax.unroll(cell, params, xs, lengths=lengths),
         rtol=1e-12,
         atol=1e-12,
@@ -184,7 +184,7 @@ def test_remat_gradients_equal_plain_gradients(x64, remat, reverse):
     xs, lengths = _data(jnp.float64)
 
     def loss(params, xs, remat):
-        carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=reverse, remat=remat)
+        carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=reverse, method=rnnjax.Scan(remat=remat))
         return jnp.sum(jnp.sin(ys)) + jnp.sum(carry**2)
 
     chex.assert_trees_all_close(
@@ -199,7 +199,7 @@ def test_remat_keeps_fewer_residuals():
     xs = jnp.zeros((2048, 4, 8))
 
     def temp_bytes(remat):
-        loss = lambda p: jnp.sum(rnnjax.unroll(cell, p, xs, remat=remat)[1])  # noqa: E731
+        loss = lambda p: jnp.sum(rnnjax.unroll(cell, p, xs, method=rnnjax.Scan(remat=remat))[1])  # noqa: E731
         return jax.jit(jax.grad(loss)).lower(params).compile().memory_analysis().temp_size_in_bytes
 
     assert temp_bytes(True) < temp_bytes(False) / 4

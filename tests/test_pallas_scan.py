@@ -53,8 +53,8 @@ def test_unroll_method_pallas_equals_sequential(x64, name, reverse):
 
         return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(params, xs)
 
-    (_, (c1, y1)), g1 = loss("sequential")
-    (_, (c2, y2)), g2 = loss("pallas")
+    (_, (c1, y1)), g1 = loss(rnnjax.Scan())
+    (_, (c2, y2)), g2 = loss(rnnjax.LinearScan("pallas"))
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(c2, c1, rtol=1e-12, atol=1e-13)
     for got, want in zip(jax.tree_util.tree_leaves(g2), jax.tree_util.tree_leaves(g1), strict=True):
@@ -64,17 +64,21 @@ def test_unroll_method_pallas_equals_sequential(x64, name, reverse):
 def test_pallas_method_errors_name_the_reason():
     xs = jnp.zeros((4, 2, 3))
     lstm = rnnjax.cells.lstm(4)
-    with pytest.raises(ValueError, match="method='pallas' runs the Pallas kernel.*cell 'lstm' has neither"):
-        rnnjax.unroll(lstm, lstm.init(jax.random.key(0), 3), xs, method="pallas")
+    pallas = rnnjax.LinearScan("pallas")
+    with pytest.raises(ValueError, match=r"needs a cell with a linear recurrence.*cell 'lstm' has none"):
+        rnnjax.unroll(lstm, lstm.init(jax.random.key(0), 3), xs, method=pallas)
     lru = rnnjax.cells.lru(4)
-    with pytest.raises(TypeError, match="method='pallas' takes real floating states; cell 'lru' has a complex64"):
-        rnnjax.unroll(lru, lru.init(jax.random.key(0), 3), xs, method="pallas")
+    with pytest.raises(
+        TypeError, match=r"LinearScan\(implementation='pallas'\) takes real floating states; cell 'lru'"
+    ):
+        rnnjax.unroll(lru, lru.init(jax.random.key(0), 3), xs, method=pallas)
     gla = rnnjax.cells.get("gla", **rnnjax.cells.spec("gla").example)
-    with pytest.raises(ValueError, match="method='pallas' on a matrix-memory cell takes no `resets`"):
-        rnnjax.unroll(gla, gla.init(jax.random.key(0), 3), xs, method="pallas", resets=jnp.zeros((4, 2), bool))
+    with pytest.raises(ValueError, match=r"implementation='pallas'\) takes no `resets` \(use implementation='xla'\)"):
+        rnnjax.unroll(gla, gla.init(jax.random.key(0), 3), xs, method=rnnjax.Chunkwise(implementation="pallas"),
+                      resets=jnp.zeros((4, 2), bool))  # fmt: skip
     deltanet = rnnjax.cells.get("deltanet", **rnnjax.cells.spec("deltanet").example)
     with pytest.raises(ValueError, match="the delta rule's chunks are at most 64 steps.*got chunk_size=128"):
-        rnnjax.unroll(deltanet, deltanet.init(jax.random.key(0), 3), xs, method="pallas", chunk_size=128)
+        rnnjax.unroll(deltanet, deltanet.init(jax.random.key(0), 3), xs, method=rnnjax.Chunkwise(128, "pallas"))
 
 
 @pytest.mark.parametrize("name", ["gla", "ssd", "mlstm", "deltanet", "gated_deltanet"])
@@ -102,8 +106,8 @@ def test_unroll_method_pallas_chunkwise_equals_sequential(x64, name, reverse):
 
         return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(params, xs, S0)
 
-    (_, (c1, y1)), g1 = loss("sequential")
-    (_, (c2, y2)), g2 = loss("pallas", chunk_size=4)
+    (_, (c1, y1)), g1 = loss(rnnjax.Scan())
+    (_, (c2, y2)), g2 = loss(rnnjax.Chunkwise(4, "pallas"))
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-13)
     for got, want in zip(jax.tree_util.tree_leaves(c2), jax.tree_util.tree_leaves(c1), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)

@@ -32,7 +32,7 @@ def test_same_function_in_float32_and_float32_state_under_bfloat16(name):
     lengths = jnp.array([T, 3])
 
     def run(c, p, x):
-        return jax.jit(lambda p, x: rnnjax.unroll(c, p, x, lengths=lengths, method="sequential", kernel=False))(p, x)
+        return jax.jit(lambda p, x: rnnjax.unroll(c, p, x, lengths=lengths, method=rnnjax.Scan(kernel=False)))(p, x)
 
     expected, got = run(cell, params, xs), run(mixed, params, xs)
     for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got), strict=True):
@@ -44,7 +44,8 @@ def test_same_function_in_float32_and_float32_state_under_bfloat16(name):
     for leaf in jax.tree_util.tree_leaves(carry):  # complex states (LRU, S5) keep their own dtype
         assert leaf.dtype in (jnp.float32, jnp.complex64), (name, leaf.dtype)
     if cell.linear is not None or cell.matrix is not None:  # the parallel and chunkwise forms agree with the scan
-        fast = jax.jit(lambda p, x: rnnjax.unroll(mixed, p, x, lengths=lengths, method="parallel"))(
+        method = rnnjax.Chunkwise("sequence") if cell.matrix is not None else rnnjax.LinearScan()
+        fast = jax.jit(lambda p, x: rnnjax.unroll(mixed, p, x, lengths=lengths, method=method))(
             _bf16(params), xs.astype(jnp.bfloat16)
         )
         for a, b in zip(jax.tree_util.tree_leaves(fast[0]), jax.tree_util.tree_leaves(carry), strict=True):
@@ -60,7 +61,7 @@ def test_float32_state_keeps_a_long_memory_that_bfloat16_loses():
     cell = rnnjax.cells.lstm(16, forget_bias=8.0)
     params = cell.init(jax.random.key(0), 8)
     xs = jax.random.normal(jax.random.key(1), (2048, 4, 8))
-    exact, _ = rnnjax.unroll(cell, params, xs, kernel=False)
+    exact, _ = rnnjax.unroll(cell, params, xs, method=rnnjax.Scan(kernel=False))
     p16, x16 = _bf16(params), xs.astype(jnp.bfloat16)
     low, _ = rnnjax.unroll(cell, p16, x16)
     mixed, _ = rnnjax.unroll(rnnjax.mixed_precision(cell), p16, x16)

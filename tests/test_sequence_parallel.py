@@ -1,4 +1,4 @@
-"""The time axis sharded over devices (`unroll(..., time_axis_name=...)` inside `jax.shard_map`)
+"""The time axis sharded over devices (`unroll(..., method=rnnjax.Sharded(axis_name))` inside `jax.shard_map`)
 against the single-device unroll, on forced host devices, in float64.
 
 The device count is fixed when a process starts JAX, so each count runs in a subprocess with
@@ -55,16 +55,14 @@ for name in NAMES:
 
         def single(params, xs, h0):
             r = resets if use_resets else None
-            return rnnjax.unroll(cell, params, xs, initial_carry=h0, method="sequential", resets=r, **kw)
+            return rnnjax.unroll(cell, params, xs, initial_carry=h0, method=rnnjax.Scan(), resets=r, **kw)
 
         def sharded(params, xs, h0):
             def body(xs_local, resets_local):
                 r = resets_local if use_resets else None
                 # matrix cells: chunks of 3 steps, so a slice of 4 holds a full chunk and a padded one
-                extra = {"chunk_size": 3} if cell.matrix is not None else {}
-                return rnnjax.unroll(
-                    cell, params, xs_local, initial_carry=h0, resets=r, time_axis_name="seq", **kw, **extra
-                )
+                method = rnnjax.Sharded("seq", rnnjax.Chunkwise(3) if cell.matrix is not None else None)
+                return rnnjax.unroll(cell, params, xs_local, initial_carry=h0, resets=r, method=method, **kw)
 
             spec = P("seq")
             mapped = jax.shard_map(body, mesh=mesh, in_specs=(spec, spec), out_specs=(P(), spec), check_vma=False)
@@ -102,7 +100,7 @@ if n >= 4:
 
     def loss_2d(p):
         def body(xs_l, len_l):
-            _, ys = rnnjax.unroll(cell, p, xs_l, lengths=len_l, time_axis_name="seq")
+            _, ys = rnnjax.unroll(cell, p, xs_l, lengths=len_l, method=rnnjax.Sharded("seq"))
             return jax.lax.psum(jnp.sum(ys**2), ("data", "seq"))
 
         total = jax.shard_map(
@@ -180,21 +178,19 @@ def test_cells_without_a_parallel_form_get_a_clear_error():
     params = cell.init(jax.random.key(0), 3)
     with pytest.raises(
         ValueError,
-        match=r"time_axis_name needs a cell with a linear recurrence .* or a matrix memory.*"
-        r"cell 'lstm' has neither; its forms are \['sequential'\]",
+        match=r"method=Sharded\(axis_name='seq'\) needs a cell with a linear recurrence .* or a matrix "
+        r"memory.*cell 'lstm' has neither; methods for it: Scan\(\)",
     ):
-        rnnjax.unroll(cell, params, xs, time_axis_name="seq")
+        rnnjax.unroll(cell, params, xs, method=rnnjax.Sharded("seq"))
+    with pytest.raises(TypeError, match=r"`inner` must be LinearScan\(\), Chunkwise\(...\) or None, got Scan"):
+        rnnjax.Sharded("seq", rnnjax.Scan())
+    with pytest.raises(ValueError, match="`inner` runs XLA's implementation only"):
+        rnnjax.Sharded("seq", rnnjax.LinearScan("pallas"))
     cell = rnnjax.cells.get("lru", hidden_size=4)
     params = cell.init(jax.random.key(0), 3)
-    with pytest.raises(ValueError, match="`remat` does not apply with time_axis_name"):
-        rnnjax.unroll(cell, params, xs, time_axis_name="seq", remat=True)
-    with pytest.raises(ValueError, match=r"method must be one of \['auto', 'parallel'\], got 'sequential'"):
-        rnnjax.unroll(cell, params, xs, time_axis_name="seq", method="sequential")
-    with pytest.raises(ValueError, match="`chunk_size` applies to matrix-memory cells, and cell 'lru' is not one"):
-        rnnjax.unroll(cell, params, xs, time_axis_name="seq", chunk_size=2)
+    with pytest.raises(ValueError, match=r"needs a cell with a matrix memory \(MatrixRecurrence\), and cell 'lru' has"):
+        rnnjax.unroll(cell, params, xs, method=rnnjax.Sharded("seq", rnnjax.Chunkwise(2)))
     cell = rnnjax.cells.get("gla", hidden_size=4, num_heads=2)
     params = cell.init(jax.random.key(0), 3)
-    with pytest.raises(
-        ValueError, match=r"method must be one of \['auto', 'parallel', 'chunkwise'\], got 'sequential'"
-    ):
-        rnnjax.unroll(cell, params, xs, time_axis_name="seq", method="sequential")
+    with pytest.raises(ValueError, match=r"cell 'gla' is a matrix-memory cell; use inner=Chunkwise\(...\)"):
+        rnnjax.unroll(cell, params, xs, method=rnnjax.Sharded("seq", rnnjax.LinearScan()))

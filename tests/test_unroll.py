@@ -185,14 +185,64 @@ def test_error_not_a_cell(lstm):
 
 def test_error_parallel_method_for_a_nonlinear_cell(lstm):
     cell, params, xs = lstm
-    with _raises(ValueError, "method='parallel' needs a cell with a linear recurrence", "'lstm'"):
-        rnnjax.unroll(cell, params, xs, method="parallel")
+    with _raises(ValueError, "method=LinearScan() needs a cell with a linear recurrence",
+                 "cell 'lstm' has none; methods for it: Scan()"):  # fmt: skip
+        rnnjax.unroll(cell, params, xs, method=rnnjax.LinearScan())
 
 
 def test_error_unknown_method(lstm):
     cell, params, xs = lstm
-    with _raises(ValueError, "`method` must be one of", "got 'fast'"):
+    with _raises(
+        TypeError, "`method` must be None or one of rnnjax.Scan, LinearScan, Chunkwise, Sharded", "got 'fast'"
+    ):
         rnnjax.unroll(cell, params, xs, method="fast")
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ({"method": "sequential"}, "method='sequential' is now spelled method=rnnjax.Scan()"),
+        ({"method": "parallel"}, "method='parallel' is now spelled method=rnnjax.LinearScan() (linear cells) or"),
+        ({"unroll": 4}, "`unroll=` is now spelled method=rnnjax.Scan(unroll=...)"),
+        ({"kernel": False}, "`kernel=` is now spelled method=rnnjax.Scan(kernel=...)"),
+        ({"time_axis_name": "seq"}, "`time_axis_name=` is now spelled method=rnnjax.Sharded(axis_name, inner)"),
+    ],
+)
+def test_old_spellings_name_the_new_one(lstm, old, new):
+    cell, params, xs = lstm
+    with _raises(TypeError, new):
+        rnnjax.unroll(cell, params, xs, **old)
+
+
+def test_methods_hash_and_compare_by_value():
+    """Frozen values: static jit arguments and dictionary keys."""
+    assert rnnjax.Scan(remat=True) == rnnjax.Scan(remat=True) and rnnjax.Scan() != rnnjax.Scan(unroll=2)
+    assert len({rnnjax.Chunkwise(16), rnnjax.Chunkwise(16), rnnjax.Sharded("seq"), rnnjax.LinearScan()}) == 3
+    cell = rnnjax.cells.mingru(H)
+    params = cell.init(jax.random.key(0), I)
+    run = jax.jit(lambda p, x, method: rnnjax.unroll(cell, p, x, method=method), static_argnums=2)
+    xs = jnp.ones((T, B, I))
+    chex.assert_trees_all_close(run(params, xs, rnnjax.LinearScan()), run(params, xs, rnnjax.Scan()), rtol=1e-5)
+
+
+def test_auto_says_what_it_runs(monkeypatch):
+    assert rnnjax.auto(rnnjax.cells.gla(8, num_heads=2)) == rnnjax.Chunkwise()
+    assert rnnjax.auto(rnnjax.cells.gru(4)) == rnnjax.Scan()
+    assert rnnjax.auto(rnnjax.cells.mingru(4), backend="gpu") == rnnjax.LinearScan()
+    assert rnnjax.auto(rnnjax.cells.mingru(4), carry_size=1024, backend="cpu") == rnnjax.LinearScan()
+    assert rnnjax.auto(rnnjax.cells.mingru(4), carry_size=8192, backend="cpu") == rnnjax.Scan()
+
+
+def test_methods_from_their_repr():
+    from rnnjax.methods import from_string
+
+    for method in (rnnjax.Scan(unroll=4, remat=True), rnnjax.Chunkwise(16), rnnjax.LinearScan("pallas")):
+        assert from_string(repr(method)) == method
+    assert from_string("auto") is None and from_string("Chunkwise(chunk_size='sequence')") == rnnjax.Chunkwise(
+        "sequence"
+    )
+    with _raises(ValueError, "method 'fast(2)': expected 'auto' or one of Scan(...), LinearScan(...), Chunkwise(...)"):
+        from_string("fast(2)")
 
 
 @pytest.mark.parametrize(
@@ -232,14 +282,6 @@ def test_error_unknown_cell_name_lists_the_registered_ones():
         ({"remat": 4, "truncation": 5}, "`remat` chunk 4 and `truncation` 5 must be equal"),
     ],
 )
-def test_error_remat_and_truncation(lstm, kwargs, message):
-    cell, params, xs = lstm
-    with _raises(ValueError, message):
-        rnnjax.unroll(cell, params, xs, **kwargs)
-
-
-def test_error_remat_with_parallel_method():
-    cell = rnnjax.cells.mingru(H)
-    params = cell.init(jax.random.key(0), I)
-    with _raises(ValueError, "`remat` and `truncation` apply to method='sequential' only"):
-        rnnjax.unroll(cell, params, jnp.ones((T, B, I)), method="parallel", remat=True)
+def test_error_remat_and_truncation(kwargs, message):
+    with _raises(ValueError, "rnnjax.Scan: " + message):
+        rnnjax.Scan(**kwargs)

@@ -57,7 +57,7 @@ def test_rglru_saturated_gate_has_finite_gradients():
     p = cell.init(jax.random.key(0), 2)
     p["b_a"] = p["b_a"].at[0].set(-120.0)
     xs = jax.random.normal(jax.random.key(1), (4, 1, 2))
-    for method in ("sequential", "parallel"):
+    for method in (rnnjax.Scan(), rnnjax.LinearScan()):
         g = jax.grad(lambda p, method=method: jnp.sum(rnnjax.unroll(cell, p, xs, method=method)[1]))(p)
         chex.assert_tree_all_finite(g)
         assert np.all(np.asarray(g["w_a"])[:, 0] == 0.0), "a saturated unit's gate gets a zero gradient"
@@ -89,7 +89,7 @@ def test_mlstm_gradients_finite_with_gates_at_200_and_padding():
     xs = jax.random.normal(jax.random.key(1), (5, 2, 3))
     for bias in (200.0, -200.0):
         q = {k: jnp.full_like(v, bias) if k.startswith("b_") else v for k, v in p.items()}
-        for method in ("sequential", "chunkwise"):
+        for method in (rnnjax.Scan(), rnnjax.Chunkwise()):
 
             def loss(q, method=method):
                 return jnp.sum(rnnjax.unroll(cell, q, xs, lengths=jnp.array([5, 3]), method=method)[1])

@@ -31,6 +31,7 @@ import jax
 from flax import nnx
 
 from rnnjax.cells import Cell, get
+from rnnjax.methods import Method
 from rnnjax.unrolling import unroll
 
 
@@ -55,6 +56,9 @@ class RNN(nnx.Module):
       input_size: size of the inputs' last axis.
       rngs: `nnx.Rngs`; the `params` stream initialises the cell.
       params: existing params for the cell (instead of `input_size` and `rngs`).
+      method: how `rnnjax.unroll` runs the cell (`rnnjax.Scan(...)`,
+        `rnnjax.Chunkwise(...)`, ...; None: `rnnjax.auto` picks). The
+        configuration lives in the module, the data in the call.
     """
 
     def __init__(
@@ -64,9 +68,11 @@ class RNN(nnx.Module):
         *,
         rngs: nnx.Rngs | None = None,
         params: Any = None,
+        method: Method | None = None,
         **cell_kwargs: Any,
     ):
         self.cell = _as_cell(cell, cell_kwargs)
+        self.method = method
         if params is None:
             if input_size is None or rngs is None:
                 raise TypeError("RNN: pass `input_size` and `rngs` to initialise the cell, or `params`")
@@ -74,9 +80,9 @@ class RNN(nnx.Module):
         self.params = nnx.data(jax.tree_util.tree_map(nnx.Param, params))
 
     @classmethod
-    def from_params(cls, cell: Cell, params: Any) -> RNN:
+    def from_params(cls, cell: Cell, params: Any, method: Method | None = None) -> RNN:
         """A module holding `params` (e.g. trained with the pure functions)."""
-        return cls(cell, params=params)
+        return cls(cell, params=params, method=method)
 
     def pure_params(self) -> Any:
         """The cell's params as the plain pytree `cell.step` takes."""
@@ -89,9 +95,10 @@ class RNN(nnx.Module):
         """One time step (streaming inference)."""
         return self.cell.step(self.pure_params(), carry, x_t)
 
-    def __call__(self, xs: jax.Array, *, return_carry: bool = False, **unroll_kwargs: Any):
-        """`ys` (or `(carry, ys)` with `return_carry=True`); keyword arguments go to `rnnjax.unroll`."""
-        carry, ys = unroll(self.cell, self.pure_params(), xs, **unroll_kwargs)
+    def __call__(self, xs: jax.Array, *, return_carry: bool = False, **data: Any):
+        """`ys` (or `(carry, ys)` with `return_carry=True`); `data` are `rnnjax.unroll`'s data arguments
+        (`lengths`, `initial_carry`, `resets`, `reverse`, `time_major`); the method is the module's."""
+        carry, ys = unroll(self.cell, self.pure_params(), xs, method=self.method, **data)
         return (carry, ys) if return_carry else ys
 
 
@@ -99,15 +106,16 @@ class LinenRNN(nn.Module):
     """An rnnjax cell unrolled over time, as a flax.linen module.
 
     The cell's params pytree is the single param `"cell"`, created from the
-    inputs' last axis on first call. Call with the same keyword arguments as
-    `rnnjax.unroll` (`lengths`, `reverse`, `initial_carry`, ...).
+    inputs' last axis on first call. Call with `rnnjax.unroll`'s data
+    arguments (`lengths`, `reverse`, `initial_carry`, ...); `method` is a field.
     """
 
     cell: Cell
     return_carry: bool = False
+    method: Method | None = None
 
     @nn.compact
-    def __call__(self, xs: jax.Array, **unroll_kwargs: Any):
+    def __call__(self, xs: jax.Array, **data: Any):
         params = self.param("cell", lambda key: self.cell.init(key, xs.shape[-1]))
-        carry, ys = unroll(self.cell, params, xs, **unroll_kwargs)
+        carry, ys = unroll(self.cell, params, xs, method=self.method, **data)
         return (carry, ys) if self.return_carry else ys
