@@ -2,7 +2,7 @@
 
     embed -> N x [x + mixer(conv?(RMSNorm(x))) ; x + GatedMLP(RMSNorm(x))] -> RMSNorm -> head
 
-The token mixer is any registered rnnjax cell unrolled over time (`method="auto"`,
+The token mixer is any registered rnnjax cell unrolled over time (`method=None`, `rnnjax.auto`:
 its best measured form), or a non-recurrent baseline written here: causal softmax
 attention with rotary position embeddings, over the whole prefix (`attention`) or
 a sliding window (`swa`, `window` tokens). `conv > 0` puts a depthwise causal

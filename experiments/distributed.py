@@ -22,7 +22,7 @@ Sequences longer than one device holds: `--seq-devices S` (with `--devices N`)
 makes the mesh 2-D, `N / S` devices along `data` times `S` along `seq`. Each
 time-major array is split along time over `seq` and along the batch over
 `data`; the loss runs inside `jax.shard_map`, each device unrolling its slice
-of the time axis (`rnnjax.unroll(..., time_axis_name="seq")`), and the loss's
+of the time axis (`rnnjax.unroll(..., method=rnnjax.Sharded("seq"))`), and the loss's
 sums are reduced over both axes (`lax.psum`). For models whose cells have a
 parallel or chunkwise form and a per-step loss (`readout="all"`):
 

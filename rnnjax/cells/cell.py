@@ -31,7 +31,7 @@ class LinearRecurrence(NamedTuple):
     """The form `h_t = a_t * h_{t-1} + b_t` of a cell whose carry update is linear in h.
 
     Cells that expose it can be unrolled with `jax.lax.associative_scan`
-    (`rnnjax.unroll(..., method="parallel")`), in O(log T) depth.
+    (`rnnjax.unroll(..., method=rnnjax.LinearScan())`), in O(log T) depth.
 
     Attributes:
       coefficients: `(params, xs) -> (a, b)`, with `xs: [T, *batch, I]` and
@@ -95,7 +95,7 @@ class MatrixRecurrence(NamedTuple):
     with `w_t = beta_t` for the delta rule, `exp(log_write_t)` for an
     exponential input gate (stabilised, see `MatrixInputs`), and 1 otherwise.
     Cells that give it get their step (`matrix_step`) and the
-    chunkwise-parallel unroll (`rnnjax.unroll(..., method="chunkwise")`,
+    chunkwise-parallel unroll (`rnnjax.unroll(..., method=rnnjax.Chunkwise())`,
     `rnnjax/chunkwise.py`) from the same equations, so the forms cannot drift apart.
 
     Attributes:
@@ -107,7 +107,7 @@ class MatrixRecurrence(NamedTuple):
       key_size: dk.
       value_size: dv (the state's columns; the mLSTM's carry one more for its normaliser).
       stabilised: whether the carry has a stabiliser `m`.
-      chunk_size: the chunk length `method="chunkwise"` uses by default for
+      chunk_size: the chunk length `rnnjax.Chunkwise()` uses by default for
         this cell (chosen by measurement; docs/modern.md says which numbers decided).
     """
 

@@ -9,7 +9,7 @@ A complex diagonal linear recurrence with a stable exponential parametrisation:
     y_t = Re(h_t C) + x_t D
 
 so `a_t = lambda` and `b_t = gamma * (x_t B)`: the sequence can be unrolled
-with a parallel scan (`rnnjax.unroll(..., method="parallel")`).
+with a parallel scan (`rnnjax.unroll(..., method=rnnjax.LinearScan())`).
 
 Initialisation (the paper's): |lambda| uniform on the ring [r_min, r_max],
 phase uniform in [0, max_phase]; B ~ CN(0, 1/I), C ~ CN(0, 1/N). D is a

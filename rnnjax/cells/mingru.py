@@ -7,7 +7,7 @@ A GRU whose gates see only the input, so the recurrence is linear in h:
     h_t = (1 - z_t) * h_{t-1} + z_t * h~_t  =  a_t * h_{t-1} + b_t,   y_t = h_t
 
 with a_t = 1 - z_t and b_t = z_t * h~_t, so the whole sequence can be computed
-with a parallel (associative) scan: `rnnjax.unroll(..., method="parallel")`.
+with a parallel (associative) scan: `rnnjax.unroll(..., method=rnnjax.LinearScan())`.
 
 Params: `w_x [I, 2H]` (z then h~), `b [2H]`.  Carry: `h [*batch, H]`.
 """

@@ -9,7 +9,7 @@ Efficient Language Models"), the recurrence of RecurrentGemma.
     log a_t = c r_t log sigmoid(Lambda),  c = 8     a_t = a^(c r_t), a = sigmoid(Lambda)
     h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * u_t),    y_t = h_t
 
-Linear in h, so `method="parallel"` applies. `log sigmoid(Lambda)` is
+Linear in h, so `rnnjax.LinearScan()` applies. `log sigmoid(Lambda)` is
 computed as `-softplus(-Lambda)` and `sqrt(1 - a_t^2)` as
 `sqrt(-expm1(2 log a_t))`, both in log space, so a_t close to 1 (long
 memory) loses no precision. The square root's derivative is bounded at

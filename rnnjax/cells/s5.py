@@ -11,7 +11,7 @@ One multi-input, multi-output diagonal state space in complex numbers:
 Of the 2N eigenvalues of the HiPPO-N matrix (the normal part of HiPPO-LegS,
 real parts -1/2), which come in conjugate pairs, only the N with positive
 imaginary part are kept; the factor 2 in the readout accounts for their
-conjugates (the paper's conjugate symmetry). Linear, so `method="parallel"`
+conjugates (the paper's conjugate symmetry). Linear, so `rnnjax.LinearScan()`
 applies. Initialisation: `Lambda` from HiPPO-N, `log_step` uniform in
 [log 0.001, log 0.1]; `B` and `C` complex normal (variances 1/I and 1/N per
 part), drawn directly in the eigenbasis rather than transformed by its

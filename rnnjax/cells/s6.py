@@ -11,7 +11,7 @@ input, with a state of N entries for each of the H channels:
     h_t = exp(Delta_t A) * h_{t-1} + (Delta_t B_t) u_t      [H, N], zero-order hold for A, Euler for B
     y_t = h_t C_t + D * u_t                                 [H]
 
-Linear in the state, so `method="parallel"` applies (an associative scan
+Linear in the state, so `rnnjax.LinearScan()` applies (an associative scan
 over `[T, *batch, H, N]`). `Delta A <= 0` is exponentiated directly (no
 products of decays are formed). Initialisation (the paper's): S4D-real `A`,
 `dt_bias` such that `softplus(dt_bias)` is log-uniform in [0.001, 0.1],

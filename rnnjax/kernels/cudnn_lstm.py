@@ -1,6 +1,6 @@
 """The LSTM's sequence kernel on a GPU: cuDNN, through `jax.experimental.rnn`.
 
-`rnnjax.unroll(lstm, ..., kernel=True)` runs this on a GPU for float32
+`rnnjax.unroll(lstm, ..., method=rnnjax.Scan(kernel=True))` runs this on a GPU for float32
 params (`cell.sequence` chooses; elsewhere it runs the CPU kernel of
 rnnjax/kernels/lstm.py). It is the same function as the scan over
 `lstm.step`, in cuDNN's layout:

@@ -28,7 +28,7 @@ same numerics as the pure-JAX form, rnnjax/chunkwise.py.
 The VJP is custom: the forward is the kernel, the backward is autodiff of the
 pure-JAX chunkwise form on the same inputs (recomputed, as `jax.checkpoint`
 would), so gradients equal the reference path's; a backward kernel is not
-written yet. `rnnjax.unroll(..., method="pallas")` runs every matrix cell
+written yet. `rnnjax.unroll(..., method=rnnjax.Chunkwise(implementation="pallas"))` runs every matrix cell
 through it for calls without `resets` (padding and `reverse` are handled
 before the kernel, as on the pure-JAX path). Off a GPU it runs in Pallas's
 interpret mode (`interpret=None` chooses): that is how the test suite holds it

@@ -9,7 +9,7 @@ kernel in the other direction: with `G_t` the total cotangent of `h_t`,
     G_t = g_t + a_(t+1) G_(t+1)       (a linear scan, reversed, of the shifted a)
     db_t = G_t,   da_t = G_t h_(t-1),  dh_(-1) = a_0 G_0
 
-`rnnjax.unroll(..., method="pallas")` runs a linear cell through it. Off a GPU
+`rnnjax.unroll(..., method=rnnjax.LinearScan("pallas"))` runs a linear cell through it. Off a GPU
 it runs in Pallas's interpret mode (`interpret=None` chooses), which is how the
 test suite holds it to the pure-JAX paths on the CPU; the GPU check
 (`python -m benchmarks.accelerator`) times it. Real floating dtypes only (the
