@@ -25,6 +25,7 @@ test: lint docs-check
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layers contract in pyproject.toml
 
 # --strict: a broken link, a missing page or an API reference that does not resolve fails the build
 docs-check: $(VENV)/.installed

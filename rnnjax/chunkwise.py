@@ -40,12 +40,8 @@ identity (no decay, no write). `reverse` runs the reversed sequence forward.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-
-from rnnjax.cells.cell import Cell, MatrixState, Params
 
 NEG = -1e30  # log of zero: large but finite, so that differences of two such values are 0, not NaN
 
@@ -91,7 +87,7 @@ def _heads_first(*arrays):
     return [None if a is None else jnp.moveaxis(a, 1, 3) for a in arrays]
 
 
-def _decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
+def decay_write(q, k, v, log_decay, log_w, resets, S_star, m_star):
     """Cells without the delta rule; stabilised when `log_w` is given.
 
     Returns `(finish, maps)`: `finish(S_in, m_in) -> ((o, m_t), (S, m))` runs the
@@ -196,7 +192,7 @@ def _unit_lower_inverse(N):
     return inverse
 
 
-def _delta(q, k, v, log_decay, beta, resets, S_star):
+def delta(q, k, v, log_decay, beta, resets, S_star):
     """DeltaNet and Gated DeltaNet (scalar decays) by the UT transform.
 
     Returns `(finish, maps)` as `_decay_write` does; `finish(S_in, None) -> ((o, None), (S, None))`.
@@ -240,109 +236,6 @@ def _delta(q, k, v, log_decay, beta, resets, S_star):
     return finish, maps
 
 
-def chunkwise_unroll(
-    cell: Cell,
-    params: Params,
-    xs,
-    carry0: MatrixState,
-    mask,
-    resets,
-    reverse: bool,
-    chunk: int,
-    axis_name: str | None = None,
-    pallas: bool = False,
-):
-    """`(carry, ys)` of the matrix recurrence over `xs [T, *batch, I]`, chunk by chunk (see the module docstring).
-
-    `mask [T, *batch]` marks valid steps (None: all), `resets [T, *batch]`
-    (already shifted for `reverse` by `unroll`). Same contract as `unroll`'s
-    sequential path: equal outputs and carry; outputs at padded steps are
-    zeroed by `unroll`.
-
-    `axis_name`: the time axis is sharded over this mesh axis (inside
-    `jax.shard_map`; `unroll(..., method=Sharded(axis_name))`), `xs` being this
-    device's slice. Each device composes its chunks' maps of the state into
-    one map for its slice; the maps are gathered over the axis, each device
-    applies those of the slices before its own to `carry0` to get the state
-    entering its slice, and runs its chunks from there. Returns the device's
-    outputs and the global final carry.
-
-    `pallas`: run the chunks with the Pallas kernels of
-    rnnjax/kernels/pallas_chunkwise.py (calls without resets).
-    """
-    rec = cell.matrix
-    T, batch_shape = xs.shape[0], xs.shape[1:-1]
-    B = math.prod(batch_shape)
-    inp = rec.inputs(params, xs)
-    dt = carry0.S.dtype  # the state's precision (float32 under bfloat16 params)
-
-    def flat(a):
-        return None if a is None else a.astype(dt).reshape(T, B, *a.shape[1 + len(batch_shape) :])
-
-    q, k, v, log_decay, beta, log_w = map(flat, inp)
-    S_star = carry0.S.reshape(B, *carry0.S.shape[len(batch_shape) :])
-    m_star = None if carry0.m is None else carry0.m.reshape(B, -1)
-    r = None if resets is None else resets.reshape(T, B)
-    if mask is not None:  # padded steps are the identity: no decay, no erase, no write
-        valid = mask.reshape(T, B)
-        zero = lambda a: jnp.where(valid.reshape(T, B, *(1,) * (a.ndim - 2)), a, 0.0)  # noqa: E731
-        q, k, v, log_decay = map(zero, (q, k, v, log_decay))
-        beta = None if beta is None else zero(beta)
-        log_w = None if log_w is None else jnp.where(valid[..., None], log_w, NEG)
-        # a reset at a padded step still resets (as on the sequential path); identity dynamics keep S*
-
-    steps = [q, k, v, log_decay, beta, log_w, r]
-    if reverse:
-        steps = [None if a is None else a[::-1] for a in steps]
-    pad = (-T) % chunk
-    if pad:  # whole chunks, filled with identity steps (log_write NEG: no write)
-        fills = [0.0, 0.0, 0.0, 0.0, 0.0, NEG, False]
-        steps = [
-            None if a is None else jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), f, a.dtype)])
-            for a, f in zip(steps, fills, strict=True)
-        ]
-    N = (T + pad) // chunk
-    q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
-
-    if pallas:
-        if r is not None or axis_name is not None:
-            raise ValueError(
-                "rnnjax.unroll: Chunkwise(implementation='pallas') runs without resets or time sharding "
-                "(use implementation='xla')"
-            )
-        from rnnjax.kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
-
-        o, m_t, S_final, m_final = pallas_chunkwise(q, k, v, log_decay, S_star, beta=beta, log_write=log_w, m0=m_star)
-        return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
-    if beta is not None:
-        finish, maps = _delta(q, k, v, log_decay, beta, r, S_star)
-    else:
-        finish, maps = _decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
-    if axis_name is None:
-        (o, m_t), (S_final, m_final) = finish(S_star, m_star)
-    else:
-        (S_in, m_in), (S_final, m_final) = _across_devices(maps(), (S_star, m_star), axis_name, reverse)
-        (o, m_t), _ = finish(S_in, m_in)
-
-    return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
-
-
-def _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse):
-    """`(carry, ys)` from the chunked outputs `o [N, C, B, H, dv]` and the final state."""
-
-    def unchunk(a):
-        a = a.reshape(N * chunk, *a.shape[2:])[:T]
-        a = a[::-1] if reverse else a
-        return a.reshape(T, *batch_shape, *a.shape[2:])
-
-    ys = rec.readout(params, unchunk(o), None if m_t is None else unchunk(m_t), xs)
-    carry = MatrixState(
-        S_final.reshape(*batch_shape, *S_final.shape[1:]),
-        None if m_final is None else m_final.reshape(*batch_shape, *m_final.shape[1:]),
-    )
-    return carry, ys
-
-
 # --- maps of the state, for the time axis sharded over devices --------------------------------
 #
 # Over a chunk (or a device's slice of the sequence) the end state is a map of the entering one:
@@ -380,41 +273,3 @@ def compose_maps(kind: str, earlier, later):
     mu = jnp.maximum(lam2 + mu1, mu2)
     D = jnp.exp(lam2 + mu1 - mu)[..., None, None] * D1 + jnp.exp(mu2 - mu)[..., None, None] * D2
     return jnp.maximum(lam1 + lam2, NEG), mu, D
-
-
-def across_devices(summary, state0, apply, axis_name: str, reverse: bool):
-    """`(state entering this device's slice, global final state)` for the time axis sharded over `axis_name`.
-
-    `summary` is this device's slice as a map of the state (a pytree of arrays);
-    `apply(f, state)` applies one. The summaries are gathered over the axis
-    and applied from `state0` in device order (last to first with `reverse`);
-    the entering state stops before this device's own. Shared by the linear
-    cells' and the matrix-memory cells' sharded unrolls.
-    """
-    P = jax.lax.axis_size(axis_name)
-    k = jax.lax.axis_index(axis_name)
-    if P == 1:  # no collective on a one-device axis (XLA's CPU compiler crashed on the complex LRU's there)
-        every = jax.tree_util.tree_map(lambda a: a[None], summary)
-    else:
-        every = jax.lax.all_gather(summary, axis_name)  # [P, ...]
-    entering, state = state0, state0
-    for j in range(P - 1, -1, -1) if reverse else range(P):  # P is static: a short loop over the devices
-        before = (j > k) if reverse else (j < k)
-        f_j = jax.tree_util.tree_map(lambda a, j=j: a[j], every)
-        applied = apply(f_j, entering)
-        entering = jax.tree_util.tree_map(lambda new, old, b=before: jnp.where(b, new, old), applied, entering)
-        state = apply(f_j, state)
-    return entering, state
-
-
-def _across_devices(chunk_maps, state0, axis_name: str, reverse: bool):
-    """`across_devices` for the chunks' maps `[N, ...]`: composed into this device's slice map first."""
-    kind, f = chunk_maps
-
-    def fold(acc, g):
-        return compose_maps(kind, acc, g), None
-
-    first = jax.tree_util.tree_map(lambda a: a[0], f)
-    rest = jax.tree_util.tree_map(lambda a: a[1:], f)
-    slice_map, _ = jax.lax.scan(fold, first, rest)  # this device's slice, its chunks in order
-    return across_devices(slice_map, state0, lambda g, state: apply_map(kind, g, state), axis_name, reverse)

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import jax
 
-from rnnjax.cells.cell import Cell
+from rnnjax.forms import Cell
 
 # the Cell fields a method needs, in words for error messages
 FORMS = {

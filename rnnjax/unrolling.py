@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from rnnjax import checks
-from rnnjax.cells.cell import Carry, Cell, Params
-from rnnjax.chunkwise import across_devices, chunkwise_unroll
+from rnnjax import checks, chunkwise
+from rnnjax.forms import Carry, Cell, MatrixState, Params
 from rnnjax.methods import OLD_KEYWORDS, Chunkwise, LinearScan, Method, Scan, Sharded, auto, check_method
+from rnnjax.sharding import across_devices, chunk_maps_across_devices
 
 
 def sequence_mask(lengths: ArrayLike, T: int) -> jax.Array:
@@ -377,3 +377,109 @@ def _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name):
     h_in, h = across_devices((A[end], B[end]), h0, lambda f, h: f[0] * h + f[1], axis_name, reverse)
     hs = A * h_in + B
     return h, cell.linear.readout(params, hs, xs)
+
+
+# --- the chunkwise form of the matrix-memory cells (its mathematics: rnnjax/chunkwise.py) -------
+
+
+def chunkwise_unroll(
+    cell: Cell,
+    params: Params,
+    xs,
+    carry0: MatrixState,
+    mask,
+    resets,
+    reverse: bool,
+    chunk: int,
+    axis_name: str | None = None,
+    pallas: bool = False,
+):
+    """`(carry, ys)` of the matrix recurrence over `xs [T, *batch, I]`, chunk by chunk (see the module docstring).
+
+    `mask [T, *batch]` marks valid steps (None: all), `resets [T, *batch]`
+    (already shifted for `reverse` by `unroll`). Same contract as `unroll`'s
+    sequential path: equal outputs and carry; outputs at padded steps are
+    zeroed by `unroll`.
+
+    `axis_name`: the time axis is sharded over this mesh axis (inside
+    `jax.shard_map`; `unroll(..., method=Sharded(axis_name))`), `xs` being this
+    device's slice. Each device composes its chunks' maps of the state into
+    one map for its slice; the maps are gathered over the axis, each device
+    applies those of the slices before its own to `carry0` to get the state
+    entering its slice, and runs its chunks from there. Returns the device's
+    outputs and the global final carry.
+
+    `pallas`: run the chunks with the Pallas kernels of
+    rnnjax/kernels/pallas_chunkwise.py (calls without resets).
+    """
+    rec = cell.matrix
+    T, batch_shape = xs.shape[0], xs.shape[1:-1]
+    B = math.prod(batch_shape)
+    inp = rec.inputs(params, xs)
+    dt = carry0.S.dtype  # the state's precision (float32 under bfloat16 params)
+
+    def flat(a):
+        return None if a is None else a.astype(dt).reshape(T, B, *a.shape[1 + len(batch_shape) :])
+
+    q, k, v, log_decay, beta, log_w = map(flat, inp)
+    S_star = carry0.S.reshape(B, *carry0.S.shape[len(batch_shape) :])
+    m_star = None if carry0.m is None else carry0.m.reshape(B, -1)
+    r = None if resets is None else resets.reshape(T, B)
+    if mask is not None:  # padded steps are the identity: no decay, no erase, no write
+        valid = mask.reshape(T, B)
+        zero = lambda a: jnp.where(valid.reshape(T, B, *(1,) * (a.ndim - 2)), a, 0.0)  # noqa: E731
+        q, k, v, log_decay = map(zero, (q, k, v, log_decay))
+        beta = None if beta is None else zero(beta)
+        log_w = None if log_w is None else jnp.where(valid[..., None], log_w, chunkwise.NEG)
+        # a reset at a padded step still resets (as on the sequential path); identity dynamics keep S*
+
+    steps = [q, k, v, log_decay, beta, log_w, r]
+    if reverse:
+        steps = [None if a is None else a[::-1] for a in steps]
+    pad = (-T) % chunk
+    if pad:  # whole chunks, filled with identity steps (log_write chunkwise.NEG: no write)
+        fills = [0.0, 0.0, 0.0, 0.0, 0.0, chunkwise.NEG, False]
+        steps = [
+            None if a is None else jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), f, a.dtype)])
+            for a, f in zip(steps, fills, strict=True)
+        ]
+    N = (T + pad) // chunk
+    q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
+
+    if pallas:
+        if r is not None or axis_name is not None:
+            raise ValueError(
+                "rnnjax.unroll: Chunkwise(implementation='pallas') runs without resets or time sharding "
+                "(use implementation='xla')"
+            )
+        from rnnjax.kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
+
+        o, m_t, S_final, m_final = pallas_chunkwise(q, k, v, log_decay, S_star, beta=beta, log_write=log_w, m0=m_star)
+        return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
+    if beta is not None:
+        finish, maps = chunkwise.delta(q, k, v, log_decay, beta, r, S_star)
+    else:
+        finish, maps = chunkwise.decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
+    if axis_name is None:
+        (o, m_t), (S_final, m_final) = finish(S_star, m_star)
+    else:
+        (S_in, m_in), (S_final, m_final) = chunk_maps_across_devices(maps(), (S_star, m_star), axis_name, reverse)
+        (o, m_t), _ = finish(S_in, m_in)
+
+    return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
+
+
+def _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse):
+    """`(carry, ys)` from the chunked outputs `o [N, C, B, H, dv]` and the final state."""
+
+    def unchunk(a):
+        a = a.reshape(N * chunk, *a.shape[2:])[:T]
+        a = a[::-1] if reverse else a
+        return a.reshape(T, *batch_shape, *a.shape[2:])
+
+    ys = rec.readout(params, unchunk(o), None if m_t is None else unchunk(m_t), xs)
+    carry = MatrixState(
+        S_final.reshape(*batch_shape, *S_final.shape[1:]),
+        None if m_final is None else m_final.reshape(*batch_shape, *m_final.shape[1:]),
+    )
+    return carry, ys

@@ -285,3 +285,12 @@ def test_error_unknown_cell_name_lists_the_registered_ones():
 def test_error_remat_and_truncation(kwargs, message):
     with _raises(ValueError, "rnnjax.Scan: " + message):
         rnnjax.Scan(**kwargs)
+
+
+def test_a_cell_hashes_and_is_a_static_jit_argument():
+    cell = rnnjax.cells.lstm(H)
+    assert hash(cell) == hash(cell) and {cell: 1}[cell] == 1
+    params = cell.init(jax.random.key(0), I)
+    run = jax.jit(lambda c, p, x: rnnjax.unroll(c, p, x), static_argnums=0)
+    xs = jnp.ones((T, B, I))
+    chex.assert_trees_all_close(run(cell, params, xs), rnnjax.unroll(cell, params, xs))

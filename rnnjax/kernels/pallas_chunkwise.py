@@ -44,6 +44,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from rnnjax import chunkwise as chunkwise_math
+
 NEG = -1e30
 # the delta rule's triangular systems are inverted by matrix products inside the kernel, which keep
 # float32 precision up to chunks of this length (rnnjax/chunkwise.py, PRODUCT_INVERSE_UP_TO)
@@ -162,20 +164,19 @@ def _unrows(a, N, C, B, H):
 
 def _reference(kind: str, *arrays):
     """The pure-JAX chunkwise form on the same chunked inputs: the backward pass differentiates it."""
-    from rnnjax.chunkwise import _decay_write, _delta
 
     if kind == "delta":
         q, k, v, g, beta, S0 = arrays
-        finish, _ = _delta(q, k, v, g, beta, None, S0)
+        finish, _ = chunkwise_math.delta(q, k, v, g, beta, None, S0)
         (o, _), (S, _) = finish(S0, None)
         return o, S
     if kind == "stabilised":
         q, k, v, g, w, S0, m0 = arrays
-        finish, _ = _decay_write(q, k, v, g, w, None, S0, m0)
+        finish, _ = chunkwise_math.decay_write(q, k, v, g, w, None, S0, m0)
         (o, m_t), (S, m) = finish(S0, m0)
         return o, m_t, S, m
     q, k, v, g, S0 = arrays
-    finish, _ = _decay_write(q, k, v, g, None, None, S0, None)
+    finish, _ = chunkwise_math.decay_write(q, k, v, g, None, None, S0, None)
     (o, _), (S, _) = finish(S0, None)
     return o, S
 
