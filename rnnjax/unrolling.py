@@ -265,8 +265,7 @@ def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
         None if mask is None else mask.reshape(T, n),
         reverse,
     )
-    if mask is not None:  # padded steps output zeros as on the scan path (a kernel may put anything there)
-        ys = jnp.where(mask.reshape(T, n)[..., None], ys, jnp.zeros((), ys.dtype))
+    # a kernel may put anything at padded steps: `unroll` zeroes them, as for every method
     carry = jax.tree_util.tree_map(lambda a: a.reshape(*batch_shape, *a.shape[1:]), carry)
     return carry, ys.reshape(T, *batch_shape, ys.shape[-1])
 
