@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from rnnjax import checks, chunkwise
+from rnnjax import _checks as checks
+from rnnjax import chunkwise
 from rnnjax.forms import Carry, Cell, MatrixState, Params
 from rnnjax.methods import OLD_KEYWORDS, Chunkwise, LinearScan, Method, Scan, Sharded, auto, check_method
 from rnnjax.sharding import across_devices, chunk_maps_across_devices
