@@ -100,6 +100,7 @@ def stacked_unroll(
     key: jax.Array | None = None,
     deterministic: bool = True,
     bidirectional: bool = False,
+    time_major: bool = True,
     method: Method | None = None,
 ) -> tuple[tuple[Carry, ...], jax.Array]:
     """Run a stack layer by layer, each over the whole sequence; dropout between layers.
@@ -115,7 +116,8 @@ def stacked_unroll(
     of both directions of the layer below. This is the layout of PyTorch's
     `nn.LSTM(num_layers=L, bidirectional=True)` (see `rnnjax.interop.from_torch`).
 
-    `method` runs every layer (None: `rnnjax.auto` picks per layer).
+    `time_major=False` for `[*batch, T, I]` data; `method` runs every layer
+    (None: `rnnjax.auto` picks per layer).
 
     Returns `(carries, ys)`: a tuple with each layer's final carry (a
     `(forward, backward)` pair when bidirectional), and the top outputs.
@@ -137,7 +139,7 @@ def stacked_unroll(
     carries = []
     for k, (cell, p) in enumerate(zip(cells, params, strict=True)):
         c0 = None if initial_carry is None else initial_carry[k]
-        carry, ys = _one_layer(cell, p, xs, c0, lengths, reverse, bidirectional, method)
+        carry, ys = _one_layer(cell, p, xs, c0, lengths, reverse, bidirectional, time_major, method)
         carries.append(carry)
         if residual and k > 0:
             ys = ys + xs
@@ -195,6 +197,7 @@ def bidirectional(
     lengths: ArrayLike | None = None,
     initial_carry: tuple[Carry, Carry] | None = None,
     merge: str | Callable[[jax.Array, jax.Array], jax.Array] = "concat",
+    time_major: bool = True,
     method: Method | None = None,
 ) -> tuple[tuple[Carry, Carry], jax.Array]:
     """A forward and a backward pass over `xs`, outputs merged per step.
@@ -203,7 +206,8 @@ def bidirectional(
     `lengths` it starts at each sequence's last valid step, as PyTorch's
     packed sequences do). `merge` is "concat" (default), "sum", "mean", or a
     function `(y_fw, y_bw) -> y`. Padded steps of both directions are zero
-    before merging. `method` runs both passes (None: `rnnjax.auto` picks).
+    before merging. `time_major=False` for `[*batch, T, I]` data; `method`
+    runs both passes (None: `rnnjax.auto` picks).
 
     Returns `((carry_fw, carry_bw), ys)`; `carry_bw` is the backward pass's
     carry after the first step of each sequence.
@@ -214,18 +218,18 @@ def bidirectional(
             f"rnnjax.layers.bidirectional: `merge` must be one of {sorted(MERGES)} or a function, got {merge!r}"
         )
     c_fw, c_bw = (None, None) if initial_carry is None else initial_carry
-    carry_fw, ys_fw = unroll(forward_cell, params[0], xs, initial_carry=c_fw, lengths=lengths, method=method)
-    carry_bw, ys_bw = unroll(
-        backward_cell, params[1], xs, initial_carry=c_bw, lengths=lengths, reverse=True, method=method
-    )
+    data = dict(lengths=lengths, time_major=time_major, method=method)
+    carry_fw, ys_fw = unroll(forward_cell, params[0], xs, initial_carry=c_fw, **data)
+    carry_bw, ys_bw = unroll(backward_cell, params[1], xs, initial_carry=c_bw, reverse=True, **data)
     return (carry_fw, carry_bw), merge_fn(ys_fw, ys_bw)
 
 
-def _one_layer(cell, params, xs, carry0, lengths, reverse, both_ways, method):
+def _one_layer(cell, params, xs, carry0, lengths, reverse, both_ways, time_major, method):
     """One layer of `stacked_unroll`: a plain unroll, or a bidirectional pair with concatenated outputs."""
+    data = dict(initial_carry=carry0, lengths=lengths, time_major=time_major, method=method)
     if both_ways:
-        return bidirectional(cell, cell, params, xs, initial_carry=carry0, lengths=lengths, method=method)
-    return unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=method)
+        return bidirectional(cell, cell, params, xs, **data)
+    return unroll(cell, params, xs, reverse=reverse, **data)
 
 
 # --- streaming -----------------------------------------------------------------------------
