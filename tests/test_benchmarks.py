@@ -168,6 +168,7 @@ def test_tiny_matrix_cell_run(tmp_path):
     assert run.seq_lens_for("rnnjax-parallel", "deltanet", [256, 4096, 16384]) == [256, 4096]
 
 
+@pytest.mark.slow  # 95 s of CPU; run before lending a GPU its one prepared command
 def test_accelerator_check_tiny_runs_every_step(tmp_path):
     """`python -m benchmarks.accelerator --tiny`: the GPU check's code paths at toy sizes on the CPU."""
     from benchmarks import accelerator

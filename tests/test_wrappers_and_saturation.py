@@ -58,7 +58,7 @@ def test_rglru_saturated_gate_has_finite_gradients():
     p["b_a"] = p["b_a"].at[0].set(-120.0)
     xs = jax.random.normal(jax.random.key(1), (4, 1, 2))
     for method in (rnnjax.Scan(), rnnjax.LinearScan()):
-        g = jax.grad(lambda p, method=method: jnp.sum(rnnjax.unroll(cell, p, xs, method=method)[1]))(p)
+        g = jax.jit(jax.grad(lambda p, method=method: jnp.sum(rnnjax.unroll(cell, p, xs, method=method)[1])))(p)
         chex.assert_tree_all_finite(g)
         assert np.all(np.asarray(g["w_a"])[:, 0] == 0.0), "a saturated unit's gate gets a zero gradient"
 
@@ -79,7 +79,7 @@ def test_minlstm_outputs_stay_finite_when_both_gates_underflow():
     xs = jnp.zeros((3, 1, 2))
     a, _ = cell.linear.coefficients(p, xs)
     np.testing.assert_array_equal(np.asarray(a), 0.5)
-    chex.assert_tree_all_finite(jax.grad(lambda p: jnp.sum(rnnjax.unroll(cell, p, xs)[1]))(p))
+    chex.assert_tree_all_finite(jax.jit(jax.grad(lambda p: jnp.sum(rnnjax.unroll(cell, p, xs)[1])))(p))
 
 
 def test_mlstm_gradients_finite_with_gates_at_200_and_padding():
@@ -94,7 +94,7 @@ def test_mlstm_gradients_finite_with_gates_at_200_and_padding():
             def loss(q, method=method):
                 return jnp.sum(rnnjax.unroll(cell, q, xs, lengths=jnp.array([5, 3]), method=method)[1])
 
-            chex.assert_tree_all_finite(jax.grad(loss)(q))
+            chex.assert_tree_all_finite(jax.jit(jax.grad(loss))(q))
 
 
 def test_saturation_variants_touch_every_cell():
