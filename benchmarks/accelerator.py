@@ -55,6 +55,15 @@ TINY_TESTS = ["tests/test_chunkwise.py::test_errors_name_the_argument"]
 TINY_SWEEP = tuple((section, kinds[:1], impls) for section, kinds, impls in SWEEP)
 
 
+def by_priority(plan):
+    """The sections' kinds round-robin (lstm, rglru, gla, gru, lru, ...): when the budget runs out, every
+    section has measured its first cells, which are the ones the GPU defaults are decided on."""
+    rows, depth = [], max(len(kinds) for _, kinds, _ in plan)
+    for i in range(depth):
+        rows += [(section, kinds[i : i + 1], impls) for section, kinds, impls in plan if i < len(kinds)]
+    return tuple(rows)
+
+
 def device_name(info: dict) -> str:
     """`h100`, `cpu`, ...: the results' file name prefix."""
     if info["backend"] == "cpu":
@@ -66,15 +75,21 @@ def device_name(info: dict) -> str:
     return kind.replace(" ", "-")
 
 
-def run_tests(paths: list[str], timeout: float) -> dict:
+def run_tests(paths: list[str], timeout: float, workers: int = 0) -> dict:
+    """pytest on `paths`; with `workers`, that many processes share the device, each allocating as it goes
+    (JAX would otherwise preallocate 75% of the device's memory in each)."""
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0", *paths]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers), *paths]
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false") if workers else None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
         tail, rc = out.stdout.strip().splitlines()[-1:] or [""], out.returncode
     except subprocess.TimeoutExpired:
         tail, rc = [f"timed out after {timeout:.0f} s"], -1
-    return {"paths": paths, "returncode": rc, "summary": tail[0], "seconds": round(time.perf_counter() - t0, 1)}
+    result = {"paths": paths, "returncode": rc, "summary": tail[0], "seconds": round(time.perf_counter() - t0, 1)}
+    if rc not in (0, -1):  # the failing tests by name (pytest -ra), for the results file
+        result["failures"] = [line for line in out.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))][:40]
+    return result
 
 
 def gradient_digest() -> str:
@@ -188,6 +203,7 @@ def main(argv=None) -> int:
         "--budget-s", type=float, default=None, help="the sweep starts no new work after this (default 300 s)"
     )
     p.add_argument("--skip-tests", action="store_true", help="skip step 2 (the tests)")
+    p.add_argument("--seq-lens", type=int, nargs="+", help=f"the sweep's lengths (default {FULL['seq_lens']})")
     p.add_argument("--digest", action="store_true", help=argparse.SUPPRESS)  # one process of the determinism check
     args = p.parse_args(argv)
     if args.digest:
@@ -201,7 +217,9 @@ def main(argv=None) -> int:
     if not args.tiny:
         peak = run_worker(["--peak"], timeout=120)
         info["matmul_peak_gflops"] = peak[0].get("matmul_peak_gflops") if peak else None
-    sizes = TINY if args.tiny else FULL
+    sizes = dict(TINY if args.tiny else FULL)
+    if args.seq_lens:
+        sizes["seq_lens"] = args.seq_lens
     budget = args.budget_s if args.budget_s is not None else 300.0
     out = Path(args.out or f"benchmarks/results/{device_name(info)}-{info['date'][:10]}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +228,8 @@ def main(argv=None) -> int:
 
     extra = {}
     if not args.skip_tests:
-        extra["tests"] = run_tests(TINY_TESTS if args.tiny else TESTS, timeout=120 if args.tiny else 150)
+        # on the accelerator machine's many cores, four processes compile the tests' programs side by side
+        extra["tests"] = run_tests(TINY_TESTS, timeout=120) if args.tiny else run_tests(TESTS, 200, workers=4)
         log(f"[accelerator] tests: {extra['tests']['summary']} ({extra['tests']['seconds']} s)")
     extra["determinism"] = check_determinism(info["backend"], timeout=300)
     log(f"[accelerator] determinism: identical={extra['determinism']['identical']}")
@@ -218,7 +237,7 @@ def main(argv=None) -> int:
     deadline = time.monotonic() + budget  # the sweep starts no work after this
     # float32 first, all of it, then bfloat16; --tiny times both in one process per implementation
     dtypes = ["float32,bfloat16"] if args.tiny else ["float32", "bfloat16"]
-    records = sweep(TINY_SWEEP if args.tiny else SWEEP, sizes, dtypes, deadline, info, out, log)
+    records = sweep(TINY_SWEEP if args.tiny else by_priority(SWEEP), sizes, dtypes, deadline, info, out, log)
     problems = check_losses_per_dtype(records, check_losses)
     result = write(out, info, sizes, records, problems or "all implementations agree")
     result.update(extra)

@@ -145,8 +145,11 @@ def flax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, optimized: 
     import flax.linen as nn
 
     w = canonical(kind, I, H)
+    # the params are given; flax >= 0.12 still traces the initialisers' shapes in `apply`, and the default
+    # orthogonal one (a QR) does not accept bfloat16
+    dtypes = {"dtype": dtype, "param_dtype": dtype, "recurrent_kernel_init": nn.initializers.zeros}
     if kind == "lstm":
-        cell = (nn.OptimizedLSTMCell if optimized else nn.LSTMCell)(features=H, dtype=dtype, param_dtype=dtype)
+        cell = (nn.OptimizedLSTMCell if optimized else nn.LSTMCell)(features=H, **dtypes)
         split = lambda a: np.split(a, 4, axis=-1)  # noqa: E731
         gates = ("i", "f", "g", "o")
         params = {f"i{g}": {"kernel": k} for g, k in zip(gates, split(w["w_x"]), strict=True)}
@@ -154,7 +157,7 @@ def flax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, optimized: 
             f"h{g}": {"kernel": k, "bias": b} for g, k, b in zip(gates, split(w["w_h"]), split(w["b"]), strict=True)
         }
     elif kind == "gru":
-        cell = nn.GRUCell(features=H, dtype=dtype, param_dtype=dtype)
+        cell = nn.GRUCell(features=H, **dtypes)
         split = lambda a: np.split(a, 3, axis=-1)  # noqa: E731
         params = {
             f"i{g}": {"kernel": k, "bias": b} for g, k, b in zip("rzn", split(w["w_x"]), split(w["b"]), strict=True)
