@@ -30,6 +30,28 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(layout, "BLOCKED_FROM", 2)
 
 
+@pytest.fixture
+def lower_for_gpu():
+    """`lower(fn, *args)`: lower `jax.jit(fn)` for an NVIDIA H200 on this machine, without one.
+
+    Pallas's Triton lowering runs in Python, so a kernel that Triton would
+    refuse on the GPU (a block whose size is not a power of two, an
+    unsupported primitive) raises here, on the CPU. `args` may be
+    `jax.ShapeDtypeStruct`s. Skips where JAX has no abstract devices.
+    """
+    try:
+        from jax._src.mesh import AbstractDevice, AbstractMesh
+    except ImportError:  # pragma: no cover - older or newer JAX
+        pytest.skip("this JAX has no AbstractDevice to lower for a GPU without one")
+    mesh = AbstractMesh((1,), ("x",), abstract_device=AbstractDevice("NVIDIA H200", 132, "gpu"))
+
+    def lower(fn, *args):
+        with jax.sharding.use_abstract_mesh(mesh):
+            return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+
+    return lower
+
+
 def pytest_terminal_summary(terminalreporter):
     """How many contract checks ran, passed and were skipped per cell (tests/test_cell_contract.py::test_contract)."""
     counts: dict[str, dict[str, int]] = {}

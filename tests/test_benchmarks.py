@@ -177,6 +177,7 @@ def test_accelerator_check_tiny_runs_every_step(tmp_path):
     assert accelerator.main(["--tiny", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["tests"]["returncode"] == 0 and "passed" in result["tests"]["summary"]
+    assert "passed" in (tmp_path / "tiny-tests.txt").read_text()  # pytest's whole output, tracebacks and all
     det = result["determinism"]
     assert det["identical"] and len(det["digests"][0]) == 64  # two sha256 digests, equal
     assert result["loss_check"] == "all implementations agree"
@@ -187,6 +188,16 @@ def test_accelerator_check_tiny_runs_every_step(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.png")) == sorted(
         f"tiny-{d}-{kinds[0]}.png" for _, kinds, _ in accelerator.SWEEP for d in ("float32", "bfloat16")
     )
+
+
+def test_accelerator_sweep_order_measures_every_section_first():
+    """When the GPU's minutes run out, each section has measured its first cell (the one its default is
+    decided on): the first GPU run, in section order, spent its whole budget on the LSTM."""
+    from benchmarks import accelerator
+
+    order = [(section, kinds[0]) for section, kinds, _ in accelerator.by_priority(accelerator.SWEEP)]
+    assert sorted(order) == sorted((s, k) for s, kinds, _ in accelerator.SWEEP for k in kinds)  # each once
+    assert order[: len(accelerator.SWEEP)] == [(s, kinds[0]) for s, kinds, _ in accelerator.SWEEP]
 
 
 def test_accelerator_determinism_check_fails_when_a_run_fails(monkeypatch):

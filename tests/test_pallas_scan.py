@@ -38,6 +38,18 @@ def test_linear_scan_values_and_gradients_equal_a_scan(x64, reverse, shape):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("size", [1, 12, 128, 300])
+def test_linear_scan_lowers_for_a_gpu(lower_for_gpu, size):
+    """Triton's blocks must have a power-of-two size: the H200 refused minGRU's and RG-LRU's states of 12
+    elements (one block of 12) on 2026-12-04; any state size now lowers (padded to power-of-two blocks)."""
+    a = jax.ShapeDtypeStruct((7, size), jnp.float32)
+    h0 = jax.ShapeDtypeStruct((size,), jnp.float32)
+    text = lower_for_gpu(lambda a, b, h0: linear_scan(a, b, h0, interpret=False), a, a, h0).as_text()
+    assert "triton" in text
+    with pytest.raises(ValueError, match="`block` must be a power of two, got 12"):
+        linear_scan(jnp.ones((7, 12)), jnp.ones((7, 12)), jnp.ones(12), block=12)
+
+
 @pytest.mark.parametrize("name", ["mingru", "s6", "rglru"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_unroll_method_pallas_equals_sequential(x64, name, reverse):

@@ -32,15 +32,16 @@ def test_reverse_without_lengths_equals_forward_over_flipped_input(lstm):
     chex.assert_trees_all_close(ys_r, ys_f[::-1], rtol=1e-6)
 
 
-def test_reverse_with_lengths_reverses_within_each_valid_length(lstm):
+def test_reverse_with_lengths_reverses_within_each_valid_length(x64, lstm):
+    # float64: in float32 a batch of 3 and a batch of 1 round their matmuls differently, by machine (1e-6
+    # relative on an AMD EPYC; more on a GPU, whose float32 matmuls may use TF32)
     cell, params, xs = lstm
+    params, xs = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), (params, xs))
     lengths = jnp.array([6, 2, 4])
     carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=True)
     for k, L in enumerate(lengths.tolist()):
         c_k, ys_k = rnnjax.unroll(cell, params, xs[:L, k][::-1])
-        # float32: a batch of 3 and a batch of 1 round their matmuls differently (by machine: on an AMD EPYC
-        # one output of 1.4e-3 differed by 1.4e-9, 1.01e-6 relative), so an absolute floor of ~10 ulps at 1
-        tol = dict(rtol=1e-6, atol=1e-6)
+        tol = dict(rtol=1e-12, atol=1e-12)
         chex.assert_trees_all_close(ys[:L, k], ys_k[::-1], **tol)
         chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_k, **tol)
         assert not np.any(np.asarray(ys[L:, k]))
@@ -219,10 +220,13 @@ def test_methods_hash_and_compare_by_value():
     assert rnnjax.Scan(remat=True) == rnnjax.Scan(remat=True) and rnnjax.Scan() != rnnjax.Scan(unroll=2)
     assert len({rnnjax.Chunkwise(16), rnnjax.Chunkwise(16), rnnjax.Sharded("seq"), rnnjax.LinearScan()}) == 3
     cell = rnnjax.cells.mingru(H)
-    params = cell.init(jax.random.key(0), I)
     run = jax.jit(lambda p, x, method: rnnjax.unroll(cell, p, x, method=method), static_argnums=2)
-    xs = jnp.ones((T, B, I))
-    chex.assert_trees_all_close(run(params, xs, rnnjax.LinearScan()), run(params, xs, rnnjax.Scan()), rtol=1e-5)
+    with jax.enable_x64(True):  # float64: the two methods agree to rounding on any backend
+        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), I))
+        xs = jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64)
+        chex.assert_trees_all_close(
+            run(params, xs, rnnjax.LinearScan()), run(params, xs, rnnjax.Scan()), rtol=1e-12, atol=1e-12
+        )
 
 
 def test_auto_says_what_it_runs(monkeypatch):

@@ -17,9 +17,15 @@ rnnjax/kernels/lstm.py). It is the same function as the scan over
   limit of JAX's cuDNN binding).
 - **Reverse**: each sequence is reversed within its own length (padding stays
   at the end), run forward, and its outputs reversed back.
-- **Precision**: `jax.lax.Precision.HIGHEST` by default, i.e. no TF32, so the
-  kernel computes the float32 function the scan computes; pass
-  `precision=None` to let cuDNN use TF32 tensor cores.
+- **Precision**: None by default, JAX's own default for this call (cuDNN may
+  use TF32). On an H200 (2026-12-04, benchmarks/results/h200-2026-12-04.md)
+  that call's loss equalled the float64 loss to 1e-6 at every T, while
+  `jax.lax.Precision.HIGHEST` (cuDNN without TF32, this kernel's earlier
+  default) was off by up to 4e-3 and failed the GPU test against the scan.
+- **Long sequences**: cuDNN refused 65,536 steps on the H200
+  (`CUDNN_STATUS_NOT_SUPPORTED` from its data descriptor) and ran 16,384, so
+  longer sequences run as consecutive calls of at most `MAX_STEPS` steps,
+  the carry passed from one to the next.
 - **Not covered** (the scan runs instead): bfloat16 (not implemented in JAX's
   binding), `resets`, the peephole and layer-norm variants.
 
@@ -54,6 +60,26 @@ def _reverse_within(xs: jax.Array, lengths: jax.Array) -> jax.Array:
     return jnp.take_along_axis(xs, idx.reshape(idx.shape + (1,) * (xs.ndim - 2)), axis=0)
 
 
+# steps per cuDNN call: the H200 ran 16,384 and refused 65,536 (CUDNN_STATUS_NOT_SUPPORTED)
+MAX_STEPS = 16_384
+
+
+def _call(x, h, c, lengths, weights, precision, reference):
+    """One cuDNN call over `x [N, L, I]` (batch-major) from `h, c [N, H]`; a sequence with no step
+    here keeps its carry (cuDNN fails on length 0: it runs one step, which is discarded)."""
+    from jax.experimental import rnn as jrnn
+
+    I, H = x.shape[-1], h.shape[-1]
+    run_lengths = jnp.maximum(lengths, 1)
+    if reference:
+        W_ih, W_hh, b_ih, b_hh = jrnn.unpack_lstm_weights(weights, I, H, 1, False)
+        ys, h1, c1 = jrnn.lstm_ref(x, h[None], c[None], W_ih, W_hh, b_ih, b_hh, run_lengths, I, H, 1, 0.0, False)
+    else:
+        ys, h1, c1 = jrnn.lstm(x, h[None], c[None], weights, run_lengths, I, H, 1, 0.0, False, precision)
+    empty = (lengths == 0)[:, None]
+    return ys, jnp.where(empty, h, h1[0]), jnp.where(empty, c, c1[0])
+
+
 def lstm_sequence(
     params: dict[str, jax.Array],
     xs: jax.Array,
@@ -62,7 +88,7 @@ def lstm_sequence(
     mask: jax.Array | None = None,
     reverse: bool = False,
     *,
-    precision: jax.lax.PrecisionLike = jax.lax.Precision.HIGHEST,
+    precision: jax.lax.PrecisionLike = None,
     reference: bool = False,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The LSTM over `xs [T, N, I]` from `(h0, c0) [N, H]`; returns `(hs [T, N, H], h, c)`.
@@ -71,26 +97,20 @@ def lstm_sequence(
     Outputs at padded steps are zero; the final carry is each sequence's carry
     at its last valid step.
     """
-    from jax.experimental import rnn as jrnn
-
-    T, N, I = xs.shape
-    H = h0.shape[-1]
+    T, N, _ = xs.shape
     lengths = jnp.full((N,), T, jnp.int32) if mask is None else jnp.sum(mask, axis=0).astype(jnp.int32)
-    run_lengths = jnp.maximum(lengths, 1)  # cuDNN fails on length 0: run one step, discard it below
     if reverse:
-        xs = _reverse_within(xs, run_lengths)
+        xs = _reverse_within(xs, lengths)
     weights = pack(params)
     x = jnp.swapaxes(xs, 0, 1)  # cuDNN's binding is batch-major
-    if reference:
-        W_ih, W_hh, b_ih, b_hh = jrnn.unpack_lstm_weights(weights, I, H, 1, False)
-        ys, h, c = jrnn.lstm_ref(x, h0[None], c0[None], W_ih, W_hh, b_ih, b_hh, run_lengths, I, H, 1, 0.0, False)
-    else:
-        ys, h, c = jrnn.lstm(x, h0[None], c0[None], weights, run_lengths, I, H, 1, 0.0, False, precision)
-    hs = jnp.swapaxes(ys, 0, 1)
+    h, c, pieces = h0, c0, []
+    for start in range(0, T, MAX_STEPS):  # consecutive calls, the carry passed on
+        piece = x[:, start : start + MAX_STEPS]
+        piece_lengths = jnp.clip(lengths - start, 0, piece.shape[1])
+        ys, h, c = _call(piece, h, c, piece_lengths, weights, precision, reference)
+        pieces.append(ys)
+    hs = jnp.swapaxes(jnp.concatenate(pieces, axis=1), 0, 1)
     if reverse:
-        hs = _reverse_within(hs, run_lengths)
-    empty = lengths == 0
-    h = jnp.where(empty[:, None], h0, h[0])
-    c = jnp.where(empty[:, None], c0, c[0])
+        hs = _reverse_within(hs, lengths)
     valid = jnp.arange(T)[:, None] < lengths[None, :]
     return jnp.where(valid[..., None], hs, jnp.zeros((), hs.dtype)), h, c

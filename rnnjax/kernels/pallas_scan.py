@@ -11,9 +11,12 @@ kernel in the other direction: with `G_t` the total cotangent of `h_t`,
 
 `rnnjax.unroll(..., method=rnnjax.LinearScan("pallas"))` runs a linear cell through it. Off a GPU
 it runs in Pallas's interpret mode (`interpret=None` chooses), which is how the
-test suite holds it to the pure-JAX paths on the CPU; the GPU check
-(`python -m benchmarks.accelerator`) times it. Real floating dtypes only (the
-complex LRU stays on the pure-JAX paths).
+test suite holds it to the pure-JAX paths on the CPU; on a GPU it is lowered
+by Pallas's Triton backend (named explicitly, whatever JAX's default), whose
+blocks must have a power-of-two size, so the state is padded to a multiple of
+one. The test suite lowers it for an H200 without one (tests/test_pallas_scan.py);
+the GPU check (`python -m benchmarks.accelerator`) runs and times it. Real
+floating dtypes only (the complex LRU stays on the pure-JAX paths).
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
-DEFAULT_BLOCK = 128
+DEFAULT_BLOCK = 128  # state elements per program: a power of two (Triton's blocks must be)
+
+
+def _power_of_two_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
 
 
 def _kernel(a_ref, b_ref, h0_ref, out_ref, *, T: int, reverse: bool):
@@ -48,6 +56,7 @@ def _scan_2d(a, b, h0, reverse: bool, block: int, interpret: bool):
         in_specs=[spec, spec, pl.BlockSpec((1, block), lambda j: (0, j))],
         out_specs=spec,
         interpret=interpret,
+        compiler_params=pltriton.CompilerParams(),  # Triton on a GPU (JAX may default to Mosaic GPU)
     )(a, b, h0[None])
 
 
@@ -97,8 +106,9 @@ def linear_scan(
       b: `[T, *shape]`, the same dtype: the input of each step.
       h0: `[*shape]`, the state before the first step processed.
       reverse: walk from step T - 1 down to 0.
-      block: state elements per program (default 128, or all of them when fewer);
-        the state is padded to a multiple of it.
+      block: state elements per program, a power of two (default 128, or the
+        smallest power of two that holds the state when it is smaller); the
+        state is padded to a multiple of it.
       interpret: Pallas's interpret mode; None: on when the backend is not a GPU.
 
     Returns:
@@ -115,7 +125,9 @@ def linear_scan(
         interpret = jax.default_backend() != "gpu"
     T, shape = a.shape[0], a.shape[1:]
     N = max(int(jnp.size(h0)), 1)
-    block = block or min(DEFAULT_BLOCK, N)
+    block = block or min(DEFAULT_BLOCK, _power_of_two_at_least(N))
+    if block & (block - 1):
+        raise ValueError(f"rnnjax.kernels.pallas_scan.linear_scan: `block` must be a power of two, got {block}")
     pad = -N % block
     flat = lambda x: jnp.pad(x.reshape(x.shape[0], N), ((0, 0), (0, pad)))  # noqa: E731
     hs = _scan(flat(a), flat(b), jnp.pad(h0.reshape(N), (0, pad)), reverse, block, interpret)
