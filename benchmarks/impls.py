@@ -425,6 +425,9 @@ IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax-parallel": lambda *a: rnnjax_impl(*a, method=_parallel),
     "rnnjax-pallas": lambda *a: rnnjax_impl(*a, method=lambda cell: _parallel(cell, "pallas")),
     "rnnjax-seq": lambda *a: rnnjax_impl(*a, method=rnnjax.Scan()),
+    "rnnjax-chunkwise": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise()),
+    # the scan when nothing differentiates the call, the chunkwise form when something does
+    "rnnjax-train-infer": lambda *a: rnnjax_impl(*a, method=rnnjax.TrainInfer(rnnjax.Chunkwise(), rnnjax.Scan())),
     "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(16)),
     "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(32)),
     "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(64)),

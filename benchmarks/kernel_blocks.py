@@ -6,7 +6,7 @@
 Times the kernel's forward and training step (gradient of a mean-square loss of
 the outputs w.r.t. the params) and its compile time with `blocks=1` and
 `blocks=2` side by side in one process, medians after a warm-up. The result
-chooses `rnnjax.kernels.layout.BLOCKED_FROM`. Writes
+chooses `rnnjax._kernels.layout.BLOCKED_FROM`. Writes
 `benchmarks/results/kernel-blocks-<backend>-<date>.json` (machine info + records)
 and a markdown table next to it.
 """
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks.run import machine
-from rnnjax.kernels import lstm as lstm_kernel
+from rnnjax._kernels import lstm as lstm_kernel
 
 
 def _time(fn, args, reps: int) -> float:

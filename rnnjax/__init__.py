@@ -11,9 +11,9 @@ JAX and NumPy; framework adapters live at the edge.
 """
 
 from rnnjax import cells, layers, reference, seq2seq
-from rnnjax.methods import Chunkwise, LinearScan, Method, Scan, Sharded, auto
+from rnnjax._unrolling import sequence_mask, unroll
+from rnnjax.methods import Chunkwise, LinearScan, Method, Scan, Sharded, TrainInfer, auto
 from rnnjax.precision import mixed_precision
-from rnnjax.unrolling import sequence_mask, unroll
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ __all__ = [
     "Method",
     "Scan",
     "Sharded",
+    "TrainInfer",
     "auto",
     "cells",
     "layers",

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax.forms import Cell
+from rnnjax._forms import Cell
 
 
 def _fmt(shape_dtype: Any) -> str:

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.test_util import check_grads
 
+from rnnjax._unrolling import unroll
 from rnnjax.cells.registry import CellSpec
 from rnnjax.gradcheck import random_problem, reference_agreement
 from rnnjax.layers import learnable_initial_carry
 from rnnjax.methods import Chunkwise, LinearScan, Method, Scan
 from rnnjax.precision import mixed_precision
-from rnnjax.unrolling import unroll
 
 INPUT_SIZE = 3
 

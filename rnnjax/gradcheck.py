@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import reference
+from rnnjax._unrolling import unroll
 from rnnjax.cells import registry
 from rnnjax.methods import Scan
-from rnnjax.unrolling import unroll
 
 # below this magnitude a reference leaf is rounding noise around zero (the problems are scaled ~1)
 ZERO_BELOW = 1e-12

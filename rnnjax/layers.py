@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from rnnjax._unrolling import unroll
 from rnnjax.cells.cell import Carry, Cell, Params, wrap
 from rnnjax.methods import Method
-from rnnjax.unrolling import unroll
 
 # --- stacks ------------------------------------------------------------------------------
 

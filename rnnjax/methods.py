@@ -19,6 +19,9 @@ checks them once::
   form); cells with a `MatrixRecurrence`.
 - `Sharded(axis_name, inner)`: the time axis split over a mesh axis inside
   `jax.shard_map`, `inner` on each device's slice; linear and matrix cells.
+- `TrainInfer(train, infer)`: `train` when the call is differentiated,
+  `infer` when it is not (the fastest forward need not be the fastest to
+  differentiate).
 
 Each method's `check(cell)` says, before anything is traced, why a cell
 cannot use it (naming the cell, the method and the form it lacks). Values
@@ -33,7 +36,7 @@ from typing import Any, Literal
 
 import jax
 
-from rnnjax.forms import Cell
+from rnnjax._forms import Cell
 
 # the Cell fields a method needs, in words for error messages
 FORMS = {
@@ -90,9 +93,9 @@ class Scan(Method):
         loss on chunk k trains through chunk k's steps only). With `remat`,
         the chunks are the same (`remat=True` then means K).
       kernel: whether to run the cell's sequence kernel (`cell.sequence`, e.g.
-        the LSTM's, rnnjax/kernels/lstm.py) instead of scanning `cell.step`:
+        the LSTM's, rnnjax/_kernels/lstm.py) instead of scanning `cell.step`:
         same function, same gradients, faster where measured. None: where the
-        cell has one, the backend is in `rnnjax.unrolling.KERNEL_BACKENDS`
+        cell has one, the backend is in `rnnjax._unrolling.KERNEL_BACKENDS`
         (the CPU) and nothing the kernel lacks is asked for (`unroll=1`, no
         `remat`, `truncation` or `resets`). True: the kernel, or a ValueError
         saying why not. False: always the scan (use it for forward-mode
@@ -146,7 +149,7 @@ class LinearScan(Method):
     Attributes:
       implementation: "associative" (`jax.lax.associative_scan`: O(T log T)
         work in O(log T) depth) or "pallas" (a Pallas kernel that walks the
-        steps with the state on chip, rnnjax/kernels/pallas_scan.py; real
+        steps with the state on chip, rnnjax/_kernels/pallas_scan.py; real
         floating states; interpret mode off a GPU).
     """
 
@@ -165,7 +168,7 @@ SEQUENCE = "sequence"  # Chunkwise(chunk_size=SEQUENCE): the whole sequence as o
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Chunkwise(Method):
-    """The chunkwise-parallel form of a matrix-memory cell (rnnjax/chunkwise.py).
+    """The chunkwise-parallel form of a matrix-memory cell (rnnjax/_chunkwise.py).
 
     Attributes:
       chunk_size: steps per chunk; None for the cell's `matrix.chunk_size`
@@ -174,7 +177,7 @@ class Chunkwise(Method):
         padded with identity steps.
       implementation: "xla" (masked matrix products, a `lax.scan` across
         chunks) or "pallas" (the Pallas kernels of the same form,
-        rnnjax/kernels/pallas_chunkwise.py; no `resets`; interpret mode off a GPU).
+        rnnjax/_kernels/pallas_chunkwise.py; no `resets`; interpret mode off a GPU).
     """
 
     chunk_size: int | Literal["sequence"] | None = None
@@ -244,6 +247,41 @@ class Sharded(Method):
         if isinstance(inner, LinearScan) and cell.matrix is not None:
             raise ValueError(f"{_fn(self)}: cell {cell.name!r} is a matrix-memory cell; use inner=Chunkwise(...)")
         inner.check(cell)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class TrainInfer(Method):
+    """One method for a call that is differentiated and another for one that is not.
+
+    `train` runs (forward and backward) when something differentiates the
+    unroll (`jax.grad`, `jax.vjp`); `infer` runs when nothing does. Both
+    compute the same function, to rounding, so only the time differs: on the
+    2-core CPU a matrix-memory cell's sequential scan is the faster forward
+    at T <= 4096, while its chunkwise form is the faster to differentiate
+    (docs/unroll.md has the numbers). Built on `jax.custom_vjp`, whose primal
+    runs when nothing differentiates it: under differentiation the outputs
+    are `train`'s, and forward-mode autodiff (`jax.jvp`) is refused, as for
+    every custom VJP (use `train` itself there).
+
+    Attributes:
+      train: the method under `jax.grad` / `jax.vjp` (`Scan`, `LinearScan` or `Chunkwise`).
+      infer: the method otherwise (`Scan`, `LinearScan` or `Chunkwise`).
+    """
+
+    train: Scan | LinearScan | Chunkwise
+    infer: Scan | LinearScan | Chunkwise
+
+    def __post_init__(self):
+        for name in ("train", "infer"):
+            value = getattr(self, name)
+            if not isinstance(value, (Scan, LinearScan, Chunkwise)):
+                raise TypeError(
+                    f"rnnjax.TrainInfer: `{name}` must be a Scan, LinearScan or Chunkwise value, got {value!r}"
+                )
+
+    def check(self, cell: Cell) -> None:
+        self.train.check(cell)
+        self.infer.check(cell)
 
 
 def available(cell: Cell) -> list[str]:
@@ -325,25 +363,32 @@ def check_method(method: Any) -> Method | None:
     )
 
 
-_BY_NAME = {"Scan": Scan, "LinearScan": LinearScan, "Chunkwise": Chunkwise}
+_BY_NAME = {"Scan": Scan, "LinearScan": LinearScan, "Chunkwise": Chunkwise, "TrainInfer": TrainInfer}
 
 
 def from_string(text: str) -> Method | None:
     """A method from its `repr`, for configs and command lines: `"Scan(unroll=4)"`, `"Chunkwise(chunk_size=16)"`,
-    `"LinearScan()"`; `"auto"` (or `""`) is None, `rnnjax.auto`'s choice. Options are Python literals.
+    `"LinearScan()"`, `"TrainInfer(train=Chunkwise(), infer=Scan())"`; `"auto"` (or `""`) is None,
+    `rnnjax.auto`'s choice. Options are Python literals or methods.
     (`Sharded` comes from the trainer's `--seq-devices`, not from a string.)"""
     import ast
+
+    def build(node):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BY_NAME:
+            args = [build(a) for a in node.args]
+            return _BY_NAME[node.func.id](*args, **{k.arg: build(k.value) for k in node.keywords})
+        if isinstance(node, ast.Call):
+            raise ValueError("not a method call")
+        return ast.literal_eval(node)
 
     text = text.strip()
     if text in ("", "auto"):
         return None
     try:
         node = ast.parse(text, mode="eval").body
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BY_NAME):
+        if not isinstance(node, ast.Call):
             raise ValueError
-        args = [ast.literal_eval(a) for a in node.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-        return _BY_NAME[node.func.id](*args, **kwargs)
+        return build(node)
     except (SyntaxError, ValueError, TypeError) as err:
         raise ValueError(
             f"method {text!r}: expected 'auto' or one of {', '.join(f'{n}(...)' for n in _BY_NAME)} with literal "

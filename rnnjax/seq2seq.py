@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from rnnjax.forms import Array, Carry, Cell, Params
+from rnnjax._forms import Array, Carry, Cell, Params
 
 SCORES = ("additive", "dot", "general")
 

@@ -25,7 +25,7 @@ def _x64_does_not_leak():
 def small_blocks(monkeypatch):
     """Sequence kernels split hidden units into two blocks from H = 2 on, so that small test
     sizes run the blocked layout (by default they get one block below `BLOCKED_FROM` = 256)."""
-    from rnnjax.kernels import layout
+    from rnnjax._kernels import layout
 
     monkeypatch.setattr(layout, "BLOCKED_FROM", 2)
 

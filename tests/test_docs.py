@@ -66,6 +66,8 @@ def test_every_public_module_has_an_api_page():
     public = {m for m in public if not any(part.startswith("_") for part in m.split("."))}
     missing = public - documented - {"rnnjax"}
     assert not missing, f"public modules without an API page (add `::: name` under docs/api/): {sorted(missing)}"
+    private = {name for name in documented if any(part.startswith("_") for part in name.split("."))}
+    assert not private, f"API pages follow the public surface; these are private: {sorted(private)}"
 
 
 def test_cell_table_is_generated_for_every_registered_cell():

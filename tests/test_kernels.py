@@ -1,4 +1,4 @@
-"""The sequence kernels (rnnjax/kernels/: the LSTM's and the GRU's) against the plain scan of `cell.step`.
+"""The sequence kernels (rnnjax/_kernels/: the LSTM's and the GRU's) against the plain scan of `cell.step`.
 
 The kernels' VJPs are written by hand, so every gradient here is compared with
 `jax.grad` of the scan (`Scan(kernel=False)`) in float64. The NumPy reference BPTT
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.kernels import layout
+from rnnjax._kernels import layout
 
 T, I = 7, 3
 KINDS = ("lstm", "gru")  # the cells with a sequence kernel
@@ -90,7 +90,7 @@ def _uses_kernel(kind="lstm", **kwargs) -> bool:
 
 
 def test_the_kernel_is_the_default_on_cpu_and_steps_aside_when_it_does_not_apply():
-    from rnnjax.unrolling import KERNEL_BACKENDS
+    from rnnjax._unrolling import KERNEL_BACKENDS
 
     default = jax.default_backend() in KERNEL_BACKENDS  # the CPU (a GPU run has not made the kernels faster yet)
     assert _uses_kernel() == default and _uses_kernel("gru") == default
@@ -167,11 +167,11 @@ def test_empty_sequence_and_bfloat16(kind):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("on_device", [False, True])
 def test_cudnn_lstm_equals_the_scan(monkeypatch, reverse, on_device, max_steps):
-    """The packing, the lengths (0 included) and the reversal of rnnjax/kernels/cudnn_lstm.py against
+    """The packing, the lengths (0 included) and the reversal of rnnjax/_kernels/cudnn_lstm.py against
     the scan of `lstm.step`, values and gradients (params, inputs, initial carry). On the CPU through
     `jax.experimental.rnn.lstm_ref` (JAX's model of the cuDNN call, float64); on a GPU through cuDNN
     itself in float32 (the GPU check runs this file)."""
-    from rnnjax.kernels import cudnn_lstm
+    from rnnjax._kernels import cudnn_lstm
 
     if on_device and jax.default_backend() != "gpu":
         pytest.skip("cuDNN needs a GPU")
@@ -212,7 +212,7 @@ def test_cudnn_lstm_packs_rnnjax_params_in_cudnns_layout():
     """Unpacked by JAX's own `unpack_lstm_weights`, the flat vector gives back w_x^T, w_h^T, b and zeros."""
     from jax.experimental import rnn as jrnn
 
-    from rnnjax.kernels import cudnn_lstm
+    from rnnjax._kernels import cudnn_lstm
 
     cell, params, _, _ = _setup("lstm", 4, (2,), jnp.float32)
     W_ih, W_hh, b_ih, b_hh = jrnn.unpack_lstm_weights(cudnn_lstm.pack(params), I, 4, 1, False)

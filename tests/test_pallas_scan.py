@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.kernels.pallas_scan import linear_scan
+from rnnjax._kernels.pallas_scan import linear_scan
 
 
 def _loop(a, b, h0, reverse):

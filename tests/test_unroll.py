@@ -237,10 +237,52 @@ def test_auto_says_what_it_runs(monkeypatch):
     assert rnnjax.auto(rnnjax.cells.mingru(4), carry_size=8192, backend="cpu") == rnnjax.Scan()
 
 
+def test_train_infer_runs_the_inference_method_unless_differentiated(x64):
+    """`TrainInfer(train, infer)`: the scan's values and gradients (params, inputs, initial carry; lengths,
+    resets, reverse), with the inference method's program when nothing differentiates the call (a scan
+    over the 9 steps) and the training method's under `jax.grad` (a scan over 3 chunks of 4)."""
+    import re
+
+    cell = rnnjax.cells.get("gated_deltanet", hidden_size=8, num_heads=2)
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), I))
+    xs = jax.random.normal(jax.random.key(1), (9, 2, I), jnp.float64)
+    carry0 = cell.initial_carry(params, (2,))._replace(S=jax.random.normal(jax.random.key(2), (2, 2, 4, 4)))
+    kw = dict(lengths=jnp.array([9, 5]), resets=jnp.zeros((9, 2), bool).at[3, 1].set(True))
+    method = rnnjax.TrainInfer(train=rnnjax.Chunkwise(4), infer=rnnjax.Scan())
+
+    for reverse in (False, True):
+
+        def loss(params, xs, carry0, method, reverse=reverse):
+            carry, ys = rnnjax.unroll(cell, params, xs, initial_carry=carry0, reverse=reverse, method=method, **kw)
+            return jnp.sum(jnp.sin(ys)) + jnp.sum(carry.S**2), (carry, ys)
+
+        want = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0, rnnjax.Scan())
+        got = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0, method)
+        chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+        chex.assert_trees_all_close(loss(params, xs, carry0, method), loss(params, xs, carry0, rnnjax.Scan()))
+
+    def scan_lengths(fn):
+        return set(re.findall(r"length=(\d+)", str(jax.make_jaxpr(fn)(params))))
+
+    forward = lambda p: loss(p, xs, carry0, method)[0]  # noqa: E731
+    assert scan_lengths(forward) == {"9"} and scan_lengths(jax.grad(forward)) == {"3"}
+    with _raises(TypeError, "`train` must be a Scan, LinearScan or Chunkwise value, got Sharded(axis_name='t')"):
+        rnnjax.TrainInfer(train=rnnjax.Sharded("t"), infer=rnnjax.Scan())
+    lstm = rnnjax.cells.lstm(H)
+    with _raises(ValueError, "needs a cell with a matrix memory (MatrixRecurrence), and cell 'lstm' has none"):
+        rnnjax.unroll(lstm, lstm.init(jax.random.key(0), I), jnp.ones((T, B, I), jnp.float32),
+                      method=rnnjax.TrainInfer(rnnjax.Chunkwise(), rnnjax.Scan()))  # fmt: skip
+
+
 def test_methods_from_their_repr():
     from rnnjax.methods import from_string
 
-    for method in (rnnjax.Scan(unroll=4, remat=True), rnnjax.Chunkwise(16), rnnjax.LinearScan("pallas")):
+    for method in (
+        rnnjax.Scan(unroll=4, remat=True),
+        rnnjax.Chunkwise(16),
+        rnnjax.LinearScan("pallas"),
+        rnnjax.TrainInfer(train=rnnjax.Chunkwise(16), infer=rnnjax.Scan(unroll=2)),
+    ):
         assert from_string(repr(method)) == method
     assert from_string("auto") is None and from_string("Chunkwise(chunk_size='sequence')") == rnnjax.Chunkwise(
         "sequence"

@@ -30,9 +30,9 @@ import flax.linen as nn
 import jax
 from flax import nnx
 
+from rnnjax._unrolling import unroll
 from rnnjax.cells import Cell, get
 from rnnjax.methods import Method
-from rnnjax.unrolling import unroll
 
 
 def _as_cell(cell: Cell | str, cell_kwargs: dict[str, Any]) -> Cell:

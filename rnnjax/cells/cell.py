@@ -1,6 +1,6 @@
 """What a cell file builds a `Cell` with: its step from a form, wrappers, checks and initialisers.
 
-The `Cell` type and the form types live in `rnnjax.forms` (re-exported here).
+The `Cell` type and the form types live in `rnnjax._forms` (re-exported here).
 
 A cell is what `jax.lax.scan` wants for its body, plus the two functions that
 make its parameters and its starting state::
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax.forms import (  # noqa: F401  (the form types, re-exported where the cells have always found them)
+from rnnjax._forms import (  # noqa: F401  (the form types, re-exported where the cells have always found them)
     Array,
     Carry,
     Cell,

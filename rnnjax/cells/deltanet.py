@@ -16,7 +16,7 @@ with `alpha_t = 1` for DeltaNet and, for Gated DeltaNet, Mamba-2's decay
 Unit-norm keys keep `I - beta k k^T` a contraction (its eigenvalues are 1 and
 1 - beta in [0, 1]), so the state cannot blow up however long the sequence.
 
-The chunkwise form (rnnjax/chunkwise.py) uses the UT transform: one unit
+The chunkwise form (rnnjax/_chunkwise.py) uses the UT transform: one unit
 lower-triangular solve per chunk turns the chunk's writes into matrix products.
 
 Initialisation: projections LeCun normal, `b_beta = 0`; Gated DeltaNet's

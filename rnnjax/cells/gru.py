@@ -21,9 +21,9 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from rnnjax import reference
+from rnnjax._kernels import gru as gru_kernel
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
-from rnnjax.kernels import gru as gru_kernel
 
 
 @register("gru", reference=reference.gru)
@@ -60,5 +60,5 @@ def gru(hidden_size: int, *, dtype: DTypeLike = jnp.float32) -> base.Cell:
         hs, h = gru_kernel.gru_sequence(params, xs, h, mask, reverse)
         return h, hs
 
-    # sequence: the CPU kernel in rnnjax/kernels/gru.py
+    # sequence: the CPU kernel in rnnjax/_kernels/gru.py
     return base.vector_cell("gru", H, init=init, step=step, config={"dtype": dtype}, sequence=sequence)

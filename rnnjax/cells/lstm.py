@@ -38,10 +38,10 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from rnnjax import reference
+from rnnjax._kernels import cudnn_lstm
+from rnnjax._kernels import lstm as lstm_kernel
 from rnnjax.cells import cell as base
 from rnnjax.cells.registry import register
-from rnnjax.kernels import cudnn_lstm
-from rnnjax.kernels import lstm as lstm_kernel
 
 
 class LSTMState(NamedTuple):
@@ -134,7 +134,7 @@ def lstm(
         return LSTMState(h=h, c=c), h
 
     def sequence(params, xs, carry, mask, reverse):
-        # cuDNN on a GPU for float32 (rnnjax/kernels/cudnn_lstm.py), the blocked kernel elsewhere
+        # cuDNN on a GPU for float32 (rnnjax/_kernels/cudnn_lstm.py), the blocked kernel elsewhere
         run = cudnn_lstm.lstm_sequence if cudnn_lstm.applies(xs) else lstm_kernel.lstm_sequence
         hs, h, c = run(params, xs, carry.h, carry.c, mask, reverse)
         return LSTMState(h=h, c=c), hs
@@ -154,6 +154,6 @@ def lstm(
             "layer_norm": layer_norm,
             "dtype": dtype,
         },
-        # the plain LSTM has a sequence kernel (rnnjax/kernels/lstm.py); the variants use the scan
+        # the plain LSTM has a sequence kernel (rnnjax/_kernels/lstm.py); the variants use the scan
         sequence=None if peephole or layer_norm else sequence,
     )

@@ -20,7 +20,7 @@ exponentials at most 1, so neither overflows when a saturated gate drives
 differentiated as `d(n / d) = dn / d - (n / d) dd / d` (`_quotient`), which
 never forms `d^2`: with `d` at the floor `d^2` underflows, and `0 / 0`
 there would reach every gradient through the padding mask.
-The chunkwise form carries the same m across chunks (rnnjax/chunkwise.py).
+The chunkwise form carries the same m across chunks (rnnjax/_chunkwise.py).
 
 In rnnjax's key-major layout the state is `S = [C^T | n]`, `[dk, dv + 1]`:
 the normaliser n is the memory of a value that is always 1, so one matrix

@@ -23,7 +23,7 @@ no scan is needed inside the kernel), three kernels:
 
 Every exponent is a difference `G_t - G_s <= 0` for `s <= t` (or, stabilised,
 at most 0 by the choice of m), never a quotient, so nothing overflows: the
-same numerics as the pure-JAX form, rnnjax/chunkwise.py.
+same numerics as the pure-JAX form, rnnjax/_chunkwise.py.
 
 The VJP is custom: the forward is the kernel, the backward is autodiff of the
 pure-JAX chunkwise form on the same inputs (recomputed, as `jax.checkpoint`
@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from rnnjax import chunkwise as chunkwise_math
+from rnnjax import _chunkwise as chunkwise_math
 
 NEG = -1e30
 # the delta rule's triangular systems are inverted by matrix products inside the kernel, which keep
-# float32 precision up to chunks of this length (rnnjax/chunkwise.py, PRODUCT_INVERSE_UP_TO)
+# float32 precision up to chunks of this length (rnnjax/_chunkwise.py, PRODUCT_INVERSE_UP_TO)
 DELTA_MAX_CHUNK = 64
 
 
@@ -102,7 +102,7 @@ def _stabilised_kernel(
 
 
 def _delta_kernel(q_ref, k_ref, v_ref, g_ref, b_ref, s0_ref, o_ref, s_ref, *, chunks: int, C: int):
-    """DeltaNet and Gated DeltaNet by the UT transform (see rnnjax/chunkwise.py)."""
+    """DeltaNet and Gated DeltaNet by the UT transform (see rnnjax/_chunkwise.py)."""
     causal, strict, ones_lower, eye = _masks(C, q_ref.dtype)
 
     def body(n, S):
@@ -229,7 +229,7 @@ def chunkwise(
     """The chunkwise form of a matrix recurrence in a Pallas kernel (see the module docstring).
 
     Args:
-      q: `[N, C, B, H, dk]`, the steps in N chunks of C (rnnjax/chunkwise.py's layout).
+      q: `[N, C, B, H, dk]`, the steps in N chunks of C (rnnjax/_chunkwise.py's layout).
       k: `[N, C, B, H, dk]`.
       v: `[N, C, B, H, dv]`.
       log_decay: `[N, C, B, H, D]`, `<= 0`; D = dk (a decay per key, GLA) or 1 (per head).
@@ -246,12 +246,12 @@ def chunkwise(
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     if beta is not None and log_write is not None:
-        raise ValueError("rnnjax.kernels.pallas_chunkwise: the delta rule and a stabiliser are not combined")
+        raise ValueError("rnnjax._kernels.pallas_chunkwise: the delta rule and a stabiliser are not combined")
     C = q.shape[1]
     if beta is not None:
         if C > DELTA_MAX_CHUNK:
             raise ValueError(
-                f"rnnjax.kernels.pallas_chunkwise: the delta rule's chunks are at most {DELTA_MAX_CHUNK} steps "
+                f"rnnjax._kernels.pallas_chunkwise: the delta rule's chunks are at most {DELTA_MAX_CHUNK} steps "
                 f"(its triangular inverse by products loses float32 precision beyond), got chunk_size={C}"
             )
         o, S = _chunkwise("delta", interpret, q, k, v, log_decay, beta, S0)

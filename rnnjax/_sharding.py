@@ -2,7 +2,7 @@
 the maps gathered over the mesh axis and applied in device order (`rnnjax.Sharded`).
 
 Shared by the linear cells' sharded unroll (a slice's map is `h -> A h + B`) and the
-matrix-memory cells' (the composition of its chunks' maps, rnnjax/chunkwise.py).
+matrix-memory cells' (the composition of its chunks' maps, rnnjax/_chunkwise.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnjax.chunkwise import apply_map, compose_maps
+from rnnjax._chunkwise import apply_map, compose_maps
 
 
 def across_devices(summary, state0, apply, axis_name: str, reverse: bool):

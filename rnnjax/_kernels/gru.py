@@ -4,7 +4,7 @@
 `Cell.sequence`), computing the same function (tests/test_kernels.py checks
 values and gradients against the plain scan; the NumPy reference BPTT and the
 cell contract run through it). It follows the LSTM kernel's layout
-(rnnjax/kernels/lstm.py has the reasons and measurements): hidden units in
+(rnnjax/_kernels/lstm.py has the reasons and measurements): hidden units in
 blocks from `BLOCKED_FROM` on, unrolled scans, and a manual BPTT
 (the equations of rnnjax/reference/gru.py) whose forward stores each step's
 local derivatives, so that with `d = dL/dh_t` the backward step is
@@ -28,7 +28,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from rnnjax.kernels.layout import STEPS_PER_ITERATION, blocks_for, previous, to_blocks
+from rnnjax._kernels.layout import STEPS_PER_ITERATION, blocks_for, previous, to_blocks
 
 
 def _forward(w_x, w_h, b, b_hn, xs, h0, mask, reverse, residuals):

@@ -2,7 +2,7 @@
 
 Each kernel splits its hidden units into `blocks` independent chains (each block
 with its own columns of every gate), so that XLA's runtime runs them on
-different cores; see rnnjax/kernels/lstm.py for why and for the measurements.
+different cores; see rnnjax/_kernels/lstm.py for why and for the measurements.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from rnnjax import _checks as checks
-from rnnjax import chunkwise
-from rnnjax.forms import Carry, Cell, MatrixState, Params
-from rnnjax.methods import OLD_KEYWORDS, Chunkwise, LinearScan, Method, Scan, Sharded, auto, check_method
-from rnnjax.sharding import across_devices, chunk_maps_across_devices
+from rnnjax import _chunkwise as chunkwise
+from rnnjax._forms import Carry, Cell, MatrixState, Params
+from rnnjax._sharding import across_devices, chunk_maps_across_devices
+from rnnjax.methods import OLD_KEYWORDS, Chunkwise, LinearScan, Method, Scan, Sharded, TrainInfer, auto, check_method
 
 
 def sequence_mask(lengths: ArrayLike, T: int) -> jax.Array:
@@ -175,7 +175,7 @@ def _prepare(fn, method, xs, carry0, lengths, resets, reverse, time_major, T, ba
 
 
 # where `Scan(kernel=None)` runs a cell's sequence kernel: measured faster than the scan on the CPU
-# (docs/benchmarks.md). On a GPU the LSTM's kernel is cuDNN (rnnjax/kernels/cudnn_lstm.py) and
+# (docs/benchmarks.md). On a GPU the LSTM's kernel is cuDNN (rnnjax/_kernels/cudnn_lstm.py) and
 # the GRU's the blocked one; the GPU check (python -m benchmarks.accelerator, "rnnjax-kernel"
 # against "rnnjax-scan") times them, and "gpu" joins this list when they win there.
 KERNEL_BACKENDS = ("cpu",)
@@ -252,7 +252,36 @@ def _run_sharded(fn, method: Sharded, cell, params, d: _Data):
     return _sharded_linear(cell, params, d.xs, d.carry0, d.mask, d.resets, d.reverse, method.axis_name)
 
 
-RUNNERS = {Scan: _run_scan, LinearScan: _run_linear, Chunkwise: _run_chunkwise, Sharded: _run_sharded}
+def _run_train_infer(fn, method: TrainInfer, cell, params, d: _Data):
+    """`method.infer` when nothing differentiates the call, `method.train` when something does: a custom VJP
+    whose primal is the inference method and whose forward pass is the training method's, its VJP kept."""
+
+    def run(m, params, xs, carry0, mask, resets):
+        return RUNNERS[type(m)](fn, m, cell, params, d._replace(xs=xs, carry0=carry0, mask=mask, resets=resets))
+
+    @jax.custom_vjp
+    def train_infer(params, xs, carry0, mask, resets):
+        return run(method.infer, params, xs, carry0, mask, resets)
+
+    def forward(params, xs, carry0, mask, resets):
+        train = lambda p, x, c: run(method.train, p, x, c, mask, resets)  # noqa: E731
+        out, vjp = jax.vjp(train, params, xs, carry0)
+        return out, vjp  # the VJP is a pytree (a `Partial`): a residual like any other
+
+    def backward(vjp, cotangent):
+        return (*vjp(cotangent), None, None)  # masks and resets get no gradient
+
+    train_infer.defvjp(forward, backward)
+    return train_infer(params, d.xs, d.carry0, d.mask, d.resets)
+
+
+RUNNERS = {
+    Scan: _run_scan,
+    LinearScan: _run_linear,
+    Chunkwise: _run_chunkwise,
+    Sharded: _run_sharded,
+    TrainInfer: _run_train_infer,
+}
 
 
 def _kernel_unroll(cell, params, xs, carry0, mask, reverse, batch_shape):
@@ -322,14 +351,14 @@ def _sequential_unroll(
 
 def _parallel_unroll(cell, params, xs, h0, mask, resets, reverse, pallas=False):
     """`h_t = a_t * h_{t-1} + b_t` for all t at once with `jax.lax.associative_scan`
-    (or, `pallas=True`, the sequential Pallas kernel of rnnjax/kernels/pallas_scan.py)."""
+    (or, `pallas=True`, the sequential Pallas kernel of rnnjax/_kernels/pallas_scan.py)."""
     a, b = _step_maps(cell, params, xs, h0, mask, resets)
     # fold the initial carry into the first step processed: b_1 <- a_1 h_0 + b_1
     first = a.shape[0] - 1 if reverse else 0
     b = b.at[first].add(a[first] * h0)
 
     if pallas:
-        from rnnjax.kernels.pallas_scan import linear_scan
+        from rnnjax._kernels.pallas_scan import linear_scan
 
         if not jnp.issubdtype(a.dtype, jnp.floating):
             raise TypeError(
@@ -379,7 +408,7 @@ def _sharded_linear(cell, params, xs, h0, mask, resets, reverse, axis_name):
     return h, cell.linear.readout(params, hs, xs)
 
 
-# --- the chunkwise form of the matrix-memory cells (its mathematics: rnnjax/chunkwise.py) -------
+# --- the chunkwise form of the matrix-memory cells (its mathematics: rnnjax/_chunkwise.py) -------
 
 
 def chunkwise_unroll(
@@ -410,7 +439,7 @@ def chunkwise_unroll(
     outputs and the global final carry.
 
     `pallas`: run the chunks with the Pallas kernels of
-    rnnjax/kernels/pallas_chunkwise.py (calls without resets).
+    rnnjax/_kernels/pallas_chunkwise.py (calls without resets).
     """
     rec = cell.matrix
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
@@ -452,7 +481,7 @@ def chunkwise_unroll(
                 "rnnjax.unroll: Chunkwise(implementation='pallas') runs without resets or time sharding "
                 "(use implementation='xla')"
             )
-        from rnnjax.kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
+        from rnnjax._kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
 
         o, m_t, S_final, m_final = pallas_chunkwise(q, k, v, log_decay, S_star, beta=beta, log_write=log_w, m0=m_star)
         return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)

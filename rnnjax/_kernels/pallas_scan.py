@@ -116,18 +116,18 @@ def linear_scan(
     """
     if a.shape != b.shape or a.shape[1:] != h0.shape:
         raise ValueError(
-            f"rnnjax.kernels.pallas_scan.linear_scan: `a` and `b` must be [T, *shape] and `h0` [*shape]; "
+            f"rnnjax._kernels.pallas_scan.linear_scan: `a` and `b` must be [T, *shape] and `h0` [*shape]; "
             f"got a {a.shape}, b {b.shape}, h0 {h0.shape}"
         )
     if not jnp.issubdtype(a.dtype, jnp.floating):
-        raise TypeError(f"rnnjax.kernels.pallas_scan.linear_scan: real floating inputs only, got {a.dtype}")
+        raise TypeError(f"rnnjax._kernels.pallas_scan.linear_scan: real floating inputs only, got {a.dtype}")
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     T, shape = a.shape[0], a.shape[1:]
     N = max(int(jnp.size(h0)), 1)
     block = block or min(DEFAULT_BLOCK, _power_of_two_at_least(N))
     if block & (block - 1):
-        raise ValueError(f"rnnjax.kernels.pallas_scan.linear_scan: `block` must be a power of two, got {block}")
+        raise ValueError(f"rnnjax._kernels.pallas_scan.linear_scan: `block` must be a power of two, got {block}")
     pad = -N % block
     flat = lambda x: jnp.pad(x.reshape(x.shape[0], N), ((0, 0), (0, pad)))  # noqa: E731
     hs = _scan(flat(a), flat(b), jnp.pad(h0.reshape(N), (0, pad)), reverse, block, interpret)

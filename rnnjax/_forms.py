@@ -92,7 +92,7 @@ class MatrixRecurrence(NamedTuple):
     exponential input gate (stabilised, see `MatrixInputs`), and 1 otherwise.
     Cells that give it get their step (`matrix_step`) and the
     chunkwise-parallel unroll (`rnnjax.unroll(..., method=rnnjax.Chunkwise())`,
-    `rnnjax/chunkwise.py`) from the same equations, so the forms cannot drift apart.
+    `rnnjax/_chunkwise.py`) from the same equations, so the forms cannot drift apart.
 
     Attributes:
       inputs: `(params, xs) -> MatrixInputs`, for `xs [..., I]` with any leading axes.

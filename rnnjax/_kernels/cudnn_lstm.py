@@ -2,7 +2,7 @@
 
 `rnnjax.unroll(lstm, ..., method=rnnjax.Scan(kernel=True))` runs this on a GPU for float32
 params (`cell.sequence` chooses; elsewhere it runs the CPU kernel of
-rnnjax/kernels/lstm.py). It is the same function as the scan over
+rnnjax/_kernels/lstm.py). It is the same function as the scan over
 `lstm.step`, in cuDNN's layout:
 
 - **Weights**: cuDNN packs, per layer, `W_ih [4H, I]`, `W_hh [4H, H]`,

@@ -45,7 +45,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from rnnjax.kernels.layout import STEPS_PER_ITERATION, blocks_for, previous, to_blocks
+from rnnjax._kernels.layout import STEPS_PER_ITERATION, blocks_for, previous, to_blocks
 
 
 def _forward(w_x, w_h, b, xs, h0, c0, mask, reverse, residuals):
