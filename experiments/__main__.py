@@ -47,6 +47,8 @@ def _train(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        plot=not args.no_plot,
+        stop_after=args.stop_after,
         devices=args.devices,
         seq_devices=args.seq_devices,
         debug_nans=args.debug_nans,
@@ -149,6 +151,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the run folder")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run folder first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-plot", action="store_true", help="no curves.png at the end")
+    t.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N updates in this invocation, as if interrupted (after a checkpoint); --resume continues",
+    )
     t.add_argument("--debug-nans", action="store_true", help="JAX's NaN checking: raise at the first NaN (slow)")
     t.add_argument(
         "--max-nonfinite",

@@ -13,7 +13,7 @@ Resuming (`--resume`) restores the latest complete checkpoint (orbax writes to
 a temporary folder and renames it when complete, so a partial checkpoint is
 never picked up), cuts `metrics.jsonl` back to that step, and continues. On
 CPU the resumed run ends with the same parameters, bit for bit, as a run that
-was never stopped (tests/test_trainer.py).
+was never stopped (tests/experiments/test_trainer.py).
 
 Non-finite values: a step whose loss or gradient norm is NaN or Inf is skipped
 (params and optimiser state are left as they were) and counted in

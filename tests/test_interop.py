@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import rnnjax
+from rnnjax.contract import TOLERANCES
 from rnnjax.interop import TorchRNN, from_torch, to_torch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_rnn.npz"
@@ -109,7 +110,7 @@ def test_stacked_unroll_bidirectional_is_each_layer_by_hand(x64):
     carries, ys = rnnjax.layers.stacked_unroll([cell, cell], params, xs, lengths=lengths, bidirectional=True)
     c1, y1 = rnnjax.layers.bidirectional(cell, cell, params[0], xs, lengths=lengths)
     c2, y2 = rnnjax.layers.bidirectional(cell, cell, params[1], y1, lengths=lengths)
-    chex.assert_trees_all_close((carries, ys), ((c1, c2), y2), rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close((carries, ys), ((c1, c2), y2), **TOLERANCES["float64"])
     with pytest.raises(ValueError, match="`reverse` does not apply with bidirectional=True"):
         rnnjax.layers.stacked_unroll([cell], params[:1], xs, bidirectional=True, reverse=True)
 

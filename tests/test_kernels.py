@@ -18,6 +18,7 @@ import pytest
 
 import rnnjax
 from rnnjax._kernels import layout
+from rnnjax.contract import TOLERANCES
 
 T, I = 7, 3
 KINDS = ("lstm", "gru")  # the cells with a sequence kernel
@@ -65,10 +66,10 @@ def test_kernel_equals_scan_values_and_gradients(x64, small_blocks, kind, H, bat
         lengths = lengths.at[(0,) * len(batch_shape)].set(0) if batch_shape else lengths  # a length-0 sequence
     got = jax.value_and_grad(_loss(cell, lengths, reverse, True), argnums=(0, 1, 2))(params, xs, carry0)
     want = jax.value_and_grad(_loss(cell, lengths, reverse, False), argnums=(0, 1, 2))(params, xs, carry0)
-    chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(got, want, **TOLERANCES["float64"])
     out_k = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=KERNEL)
     out_s = rnnjax.unroll(cell, params, xs, initial_carry=carry0, lengths=lengths, reverse=reverse, method=SCAN)
-    chex.assert_trees_all_close(out_k, out_s, rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(out_k, out_s, **TOLERANCES["float64"])
 
 
 def test_blocks_reorder_the_gate_columns_by_hidden_unit():
@@ -132,7 +133,7 @@ def test_kernel_under_vmap_jit_and_second_order_gradients(x64, small_blocks, kin
         return jnp.sum(rnnjax.unroll(cell, p, xs, initial_carry=carry0, method=rnnjax.Scan(kernel=kernel))[1] ** 2)
 
     grads = {k: jax.jit(jax.vmap(jax.grad(lambda p, k=k: loss(p, k))))(ensemble) for k in (True, False)}
-    chex.assert_trees_all_close(grads[True], grads[False], rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(grads[True], grads[False], **TOLERANCES["float64"])
 
     # the hand-written backward pass is itself differentiable (reverse-over-reverse Hessian-vector products)
     def hvp(kernel):

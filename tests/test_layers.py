@@ -14,6 +14,7 @@ import pytest
 import rnnjax
 from rnnjax import contract
 from rnnjax.cells import registry
+from rnnjax.contract import TOLERANCES
 from rnnjax.layers import bidirectional, learnable_initial_carry, stack, stacked_unroll, streaming_step
 
 T, B, I, H = 11, 3, 4, 5
@@ -61,7 +62,7 @@ def test_stack_in_one_scan_equals_layer_by_layer(x64, residual):
     for reverse in (False, True):
         want = stacked_unroll(cells, params, xs, lengths=lengths, reverse=reverse, residual=residual)
         got = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=reverse)
-        chex.assert_trees_all_close(got, want, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(got, want, **TOLERANCES["float64"])
 
 
 def test_stack_errors():
@@ -104,7 +105,7 @@ def test_bidirectional_equals_forward_and_per_sequence_flipped_backward(x64, mer
     _, ys_fw = rnnjax.unroll(fw, params[0], xs, lengths=lengths)
     ys_bw = jnp.stack([_run_alone_reversed(bw, params[1], xs[:, k], int(L)) for k, L in enumerate(lengths)], axis=1)
     merge_fn = {"concat": lambda f, b: jnp.concatenate([f, b], -1), "sum": jnp.add}.get(merge, merge)
-    chex.assert_trees_all_close(ys, merge_fn(ys_fw, ys_bw), rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(ys, merge_fn(ys_fw, ys_bw), **TOLERANCES["float64"])
     with pytest.raises(ValueError, match="`merge` must be one of"):
         bidirectional(fw, bw, params, xs, merge="max")
 
@@ -126,12 +127,12 @@ def test_resets_equal_running_each_segment_alone(x64, name, reverse):
             bounds = [*s, T]
             for a, b in zip(bounds[:-1], bounds[1:], strict=True):
                 c_seg, y_seg = rnnjax.unroll(cell, params, xs[a:b, k], reverse=reverse)
-                chex.assert_trees_all_close(ys[a:b, k], y_seg, rtol=1e-12, atol=1e-12)
+                chex.assert_trees_all_close(ys[a:b, k], y_seg, **TOLERANCES["float64"])
             # the final carry belongs to the last segment processed
             a, b = (bounds[-2], bounds[-1]) if not reverse else (bounds[0], bounds[1])
             c_last, _ = rnnjax.unroll(cell, params, xs[a:b, k], reverse=reverse)
             chex.assert_trees_all_close(
-                jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_last, rtol=1e-12, atol=1e-12
+                jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_last, **TOLERANCES["float64"]
             )
 
 
@@ -174,7 +175,7 @@ def test_truncated_bptt_equals_full_bptt_restricted_to_each_chunk(x64, K):
 
         want = jax.tree_util.tree_map(jnp.add, want, jax.grad(chunk_loss)(params))
         carry, _ = rnnjax.unroll(cell, params, xs[start:stop], initial_carry=carry, lengths=chunk_len)
-    chex.assert_trees_all_close(jax.grad(loss)(params, K), want, rtol=1e-12, atol=1e-12)
+    chex.assert_trees_all_close(jax.grad(loss)(params, K), want, **TOLERANCES["float64"])
     if K < T:  # truncation changes the gradient when there is more than one chunk
         assert not np.allclose(jax.grad(loss)(params, K)["w_h"], jax.grad(loss)(params, None)["w_h"])
 
@@ -191,7 +192,7 @@ def test_remat_gradients_equal_plain_gradients(x64, remat, reverse):
         return jnp.sum(jnp.sin(ys)) + jnp.sum(carry**2)
 
     chex.assert_trees_all_close(
-        jax.grad(loss, (0, 1))(params, xs, remat), jax.grad(loss, (0, 1))(params, xs, False), rtol=1e-12, atol=1e-12
+        jax.grad(loss, (0, 1))(params, xs, remat), jax.grad(loss, (0, 1))(params, xs, False), **TOLERANCES["float64"]
     )
 
 
@@ -218,7 +219,7 @@ def test_streaming_step_equals_full_unroll():
         carry, y = step(params, carry, xs[t])
         ys.append(y)
     want_carry, want_ys = rnnjax.unroll(cell, params, xs)
-    chex.assert_trees_all_close((carry, jnp.stack(ys)), (want_carry, want_ys), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close((carry, jnp.stack(ys)), (want_carry, want_ys), **TOLERANCES["float32"])
 
 
 def test_learnable_initial_carry_gets_the_batch_summed_gradient():
@@ -236,4 +237,4 @@ def test_learnable_initial_carry_gets_the_batch_summed_gradient():
 
     carry0 = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (B, H)), params["carry"])
     want = jax.tree_util.tree_map(lambda g: g.sum(0), jax.grad(loss_explicit)(carry0))
-    chex.assert_trees_all_close(jax.grad(loss_learned)(params)["carry"], want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(jax.grad(loss_learned)(params)["carry"], want, **TOLERANCES["float32"])

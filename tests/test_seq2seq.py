@@ -13,6 +13,7 @@ from jax.test_util import check_grads
 
 import rnnjax
 from rnnjax import seq2seq
+from rnnjax.contract import TOLERANCES
 
 S, B, I, M = 5, 3, 4, 6
 
@@ -60,9 +61,9 @@ def test_step_matches_numpy_equations(x64, score):
     for t in range(xs.shape[0]):
         ref_cell, ref_out, ref_alpha = _numpy_step(bound, carry, xs[t], memory, lengths, score, cell)
         carry, y = dec.step(bound, carry, xs[t])
-        np.testing.assert_allclose(y, ref_out, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(carry.weights, ref_alpha, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(carry.cell, ref_cell, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y, ref_out, **TOLERANCES["float64"])
+        np.testing.assert_allclose(carry.weights, ref_alpha, **TOLERANCES["float64"])
+        np.testing.assert_allclose(carry.cell, ref_cell, **TOLERANCES["float64"])
         assert np.all(np.asarray(carry.weights)[np.arange(S)[None] >= np.asarray(lengths)[:, None]] == 0.0)
 
 
@@ -79,10 +80,10 @@ def test_unroll_equals_step_loop_with_target_lengths(x64, feeding):
         pb = {**bound, "source": one}
         for t in range(int(tgt_lengths[b])):
             cb, y = dec.step(pb, cb, xs[t, b : b + 1])
-            np.testing.assert_allclose(ys[t, b], y[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(ys[t, b], y[0], **TOLERANCES["float64"])
         np.testing.assert_allclose(ys[int(tgt_lengths[b]) :, b], 0.0)
         for got, want in zip(jax.tree_util.tree_leaves(carry), jax.tree_util.tree_leaves(cb), strict=True):
-            np.testing.assert_allclose(got[b], want[0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(got[b], want[0], **TOLERANCES["float64"])
 
 
 @pytest.mark.parametrize("score", seq2seq.SCORES)
@@ -97,8 +98,8 @@ def test_source_padding_changes_nothing(x64, score):
         return ys, carry.weights
 
     (ys_a, w_a), (ys_b, w_b) = run(memory[:3]), run(padded)
-    np.testing.assert_allclose(ys_a, ys_b, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(w_a, w_b[:, :3], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ys_a, ys_b, **TOLERANCES["float64"])
+    np.testing.assert_allclose(w_a, w_b[:, :3], **TOLERANCES["float64"])
     assert np.all(np.asarray(w_b[:, 3:]) == 0.0)
     g = jax.grad(lambda mem: jnp.sum(run(mem)[0] ** 2))(padded)
     assert np.all(np.asarray(g[3:]) == 0.0)

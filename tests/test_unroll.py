@@ -12,6 +12,7 @@ import pytest
 
 import rnnjax
 from rnnjax.cells import LSTMState
+from rnnjax.contract import TOLERANCES
 
 T, B, I, H = 6, 3, 4, 5
 
@@ -41,7 +42,7 @@ def test_reverse_with_lengths_reverses_within_each_valid_length(x64, lstm):
     carry, ys = rnnjax.unroll(cell, params, xs, lengths=lengths, reverse=True)
     for k, L in enumerate(lengths.tolist()):
         c_k, ys_k = rnnjax.unroll(cell, params, xs[:L, k][::-1])
-        tol = dict(rtol=1e-12, atol=1e-12)
+        tol = dict(**TOLERANCES["float64"])
         chex.assert_trees_all_close(ys[:L, k], ys_k[::-1], **tol)
         chex.assert_trees_all_close(jax.tree_util.tree_map(lambda c, k=k: c[k], carry), c_k, **tol)
         assert not np.any(np.asarray(ys[L:, k]))
@@ -225,7 +226,7 @@ def test_methods_hash_and_compare_by_value():
         params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), I))
         xs = jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64)
         chex.assert_trees_all_close(
-            run(params, xs, rnnjax.LinearScan()), run(params, xs, rnnjax.Scan()), rtol=1e-12, atol=1e-12
+            run(params, xs, rnnjax.LinearScan()), run(params, xs, rnnjax.Scan()), **TOLERANCES["float64"]
         )
 
 
@@ -258,7 +259,7 @@ def test_train_infer_runs_the_inference_method_unless_differentiated(x64):
 
         want = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0, rnnjax.Scan())
         got = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)(params, xs, carry0, method)
-        chex.assert_trees_all_close(got, want, rtol=1e-10, atol=1e-12)
+        chex.assert_trees_all_close(got, want, **TOLERANCES["float64 algorithm"])
         chex.assert_trees_all_close(loss(params, xs, carry0, method), loss(params, xs, carry0, rnnjax.Scan()))
 
     def scan_lengths(fn):

@@ -17,6 +17,7 @@ import rnnjax
 from rnnjax import contract
 from rnnjax.cells import Cell, registry
 from rnnjax.cells import cell as cell_lib
+from rnnjax.contract import TOLERANCES
 
 MATRIX_CELLS = [s.name for s in registry.specs() if s.has_matrix_form]
 
@@ -30,7 +31,7 @@ def test_learnable_initial_carry_runs_a_matrix_cell_on_the_default_path(name):
     xs = jax.random.normal(jax.random.key(1), (5, 2, 4))
     got = rnnjax.unroll(wrapped, params, xs)
     want = rnnjax.unroll(cell, params["cell"], xs)  # the learned carry starts at the cell's zeros
-    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(got, want, **TOLERANCES["float32"])
 
 
 def test_every_field_of_cell_is_wrapped_or_describes_the_cell():

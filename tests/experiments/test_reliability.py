@@ -1,7 +1,7 @@
 """Reliability: kill-and-resume, determinism, non-finite values, bad input everywhere, long sequences.
 
 Figures reported on the docs' Reliability page (docs/reliability.md) come from these tests
-(`pytest tests/test_reliability.py -s` prints them; `-m slow` runs the long variants).
+(`pytest tests/experiments/test_reliability.py -s` prints them; `-m slow` runs the long variants).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from experiments import config as config_lib
 from experiments import train as train_lib
 from experiments.__main__ import main as cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # one XLA thread: the bitwise guarantee is stated for single-threaded CPU execution
 ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 KILL_SETS = ["checkpoint_every=1", "eval_every=10", "log_every=1", "hidden_size=16", "batch_size=16"]

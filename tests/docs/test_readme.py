@@ -17,7 +17,7 @@ import pytest
 import rnnjax
 from benchmarks.report import headline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 RESULTS_PAGE = (ROOT / "docs" / "results.md").read_text()  # the tables the front page links to
 RESULTS = ROOT / "benchmarks" / "results"

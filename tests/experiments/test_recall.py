@@ -16,6 +16,7 @@ from experiments import backbone as bb
 from experiments import recall_study
 from experiments.config import ConfigError, resolve
 from experiments.tasks import recall
+from rnnjax.contract import TOLERANCES
 
 
 def test_mqar_asks_every_key_once_for_its_value():
@@ -106,7 +107,7 @@ def test_attention_equals_a_loop_over_queries(window):
         params = {"w_qkv": jnp.asarray(rng.standard_normal((8, 24))), "w_o": jnp.asarray(rng.standard_normal((8, 8)))}
         x = jnp.asarray(rng.standard_normal((9, 2, 8)))
         got = bb.attention(params, x, num_heads=2, window=window)
-        np.testing.assert_allclose(got, _naive_attention(params, x, 2, window), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got, _naive_attention(params, x, 2, window), **TOLERANCES["float64 algorithm"])
 
 
 @pytest.mark.parametrize(("mixer", "conv"), [("attention", 4), ("swa", 0), ("gru", 3), ("deltanet", 4)])

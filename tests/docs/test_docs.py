@@ -17,7 +17,7 @@ import pytest
 
 import rnnjax
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 # a python block runs unless the line above it says why not: <!-- not run: reason -->
