@@ -107,7 +107,7 @@ def headline(result: dict, T: int) -> dict[tuple[str, str], float]:
 
     `what` is "training" or "inference"; for a peer with several
     implementations (flax's `LSTMCell` and `OptimizedLSTMCell`) the fastest
-    counts. The README's benchmark summary is these numbers (tests/test_readme.py).
+    counts. The README's benchmark summary is these numbers (tests/docs/test_readme.py).
     """
     by = {(r["impl"], r["T"]): r for r in result["records"] if "train" in r}
     out = {}
