@@ -236,6 +236,102 @@ def delta(q, k, v, log_decay, beta, resets, S_star):
     return finish, maps
 
 
+def _decay_products(x, y, E):
+    """`M[t, s] = sum_i x_ti y_si E[t, s, i]` for `x, y [..., C, dk]` and decays `E [..., C, C, D]`
+    (D = 1: a scalar per head, one weighted matrix product; D = dk: a decay per key dimension)."""
+    if E.shape[-1] == 1:
+        return jnp.einsum("...tk,...sk->...ts", x, y) * E[..., 0]
+    return jnp.einsum("...tk,...sk,...tsk->...ts", x, y, E)
+
+
+def general(q, k, v, log_decay, a, b, resets, S_star):
+    """The general form `S_t = (D_t + a_t b_t^T) S_{t-1} + k_t v_t^T` (`D_t = Diag(exp(g_t))`, a decay
+    per key dimension or per head) by a WY-style representation of the chunk's transitions.
+
+    Inside a chunk entered by `S_0`, with `G` the cumulative log decay (inclusive) and `G^-` the
+    exclusive one (`G^-_t = G_t - g_t`), and `u_t = S_{t-1}^T b_t` what the low-rank term reads::
+
+        S_t = exp(G_t) S_0 + sum_{s <= t} exp(G_t - G_s) (a_s u_s^T + k_s v_s^T)
+        u_t = (b_t exp(G^-_t))^T S_0 + sum_{s < t} [b_t . a_s]_(t,s) u_s + [b_t . k_s]_(t,s) v_s
+
+    where `[x_t . y_s]_(t,s) = sum_i x_ti y_si exp(G^-_ti - G_si)`. The pseudo-values solve the unit
+    lower-triangular system `(I - L_ba) U = B~ S_0 + L_bk V`: one inverse per chunk, for all chunks at
+    once, gives `U = U* + W S_0`, and the scan across chunks is two `[C, dk] x [dk, dv]` products, as
+    for the delta rule. Every exponent is a difference of cumulative log decays over steps that lie
+    between s and t, so at most 0: the decays are formed as a `[C, C, D]` tensor (exact for any
+    decay, however strong; D = 1 for a scalar decay per head) rather than factored into
+    `exp(G_t) exp(-G_s)`, which overflows once a chunk's decay passes `exp(-88)` in float32.
+
+    The delta rule with a decay per key dimension (KDA) is this form with `a = -beta k`,
+    `b = exp(g) k` (decayed first) and the write `beta k v^T`.
+
+    Returns `(finish, maps)` as `delta` does.
+    """
+    pair, base, after = _segment_decays(log_decay, resets)
+    Q, K, V, A, Bk, g = _heads_first(q, k, v, a, b, log_decay)
+    C, dk = Q.shape[3], K.shape[-1]
+    causal = jnp.tril(jnp.ones((C, C), bool))[..., None]
+    strict = jnp.tril(jnp.ones((C, C), bool), -1)[..., None]
+    E_incl = jnp.where(causal, jnp.exp(pair), 0.0)  # [N, B, H, C, C, D]: exp(G_t - G_s), s <= t, same segment
+    # exp(G^-_t - G_s) for s < t: the decay between s and the state t reads (t's own decay excluded)
+    E_excl = jnp.where(strict, jnp.exp(jnp.minimum(pair - g[..., :, None, :], 0.0)), 0.0)
+    first = after[..., 0] == 0  # [N, B, 1, C]: t's segment entered the chunk from S_0 (not a reset's S*)
+    enter_incl = jnp.exp(base)  # [N, B, H, C, D]: the entering state's decay, seen at t (after t's decay)
+    enter_excl = jnp.exp(base - g)  # ... seen by what t reads (before it)
+    B_enter = Bk * enter_excl  # [N, B, H, C, dk]
+    Q_enter = Q * enter_incl
+    L_ba = _decay_products(Bk, A, E_excl)
+    L_bk = _decay_products(Bk, K, E_excl)
+    M_qa = _decay_products(Q, A, E_incl)
+    M_qk = _decay_products(Q, K, E_incl)
+    zero = jnp.zeros((), Q.dtype)
+    rhs = jnp.concatenate(
+        [
+            jnp.einsum("...ts,...sv->...tv", L_bk, V),
+            jnp.where(first[..., None], B_enter, zero),  # read from S_0 ...
+            jnp.where(first[..., None], zero, B_enter),  # ... or from S*, after a reset
+        ],
+        axis=-1,
+    )
+    if C <= PRODUCT_INVERSE_UP_TO:
+        X = _unit_lower_inverse(-L_ba) @ rhs  # (I - L_ba)^-1
+    else:  # long chunks (the quadratic form): forward substitution keeps float32 precision
+        X = jax.scipy.linalg.solve_triangular(jnp.eye(C, dtype=Q.dtype) - L_ba, rhs, lower=True, unit_diagonal=True)
+    dv = V.shape[-1]
+    U_, W0, Ws = X[..., :dv], X[..., dv : dv + dk], X[..., dv + dk :]  # U = U_ + W0 S_0 + Ws S*
+    U_star = U_ + jnp.einsum("nbhtk,bhkv->nbhtv", Ws, S_star)
+    end = E_incl[..., -1, :, :]  # [N, B, H, C, D]: exp(G_C - G_s) for s in the chunk's last segment
+    A_end, K_end = A * end, K * end
+    last_first = first[..., -1]  # [N, B, 1]: no reset in the chunk
+    e_end = jnp.where(last_first[..., None], enter_incl[..., -1, :], 0.0)  # [N, B, H, D]: S_0's decay to the end
+    # the end state's parts that do not depend on S_0: the initial carry after a reset, and the writes
+    R = jnp.where(last_first[..., None], 0.0, enter_incl[..., -1, :])[..., None] * S_star
+    R = R + jnp.einsum("nbhck,nbhcv->nbhkv", A_end, U_star) + jnp.einsum("nbhck,nbhcv->nbhkv", K_end, V)
+
+    def across_chunks(S, chunk):
+        U_n, W0_n, A_end_n, e_n, R_n = chunk
+        U = U_n + W0_n @ S  # the pseudo-values, now that S_0 is known
+        return e_n[..., None] * S + jnp.swapaxes(A_end_n, -1, -2) @ (W0_n @ S) + R_n, (S, U)
+
+    def maps():
+        # S_end = (Diag(e) + A_end^T W0) S_0 + R: a [dk, dk] transition per chunk and head
+        eye = jnp.eye(dk, dtype=Q.dtype)
+        A_map = e_end[..., None] * eye + jnp.einsum("nbhck,nbhcj->nbhkj", A_end, W0)
+        return ("full", (A_map, R))
+
+    def finish(S_in, m_in):
+        S_final, (S_n, U) = jax.lax.scan(across_chunks, S_in, (U_star, W0, A_end, e_end, R))
+        o = (
+            jnp.where(first[..., None], Q_enter, zero) @ S_n
+            + jnp.einsum("nbhtk,bhkv->nbhtv", jnp.where(first[..., None], zero, Q_enter), S_star)
+            + M_qa @ U
+            + M_qk @ V
+        )
+        return (jnp.moveaxis(o, 3, 1), None), (S_final, None)
+
+    return finish, maps
+
+
 # --- maps of the state, for the time axis sharded over devices --------------------------------
 #
 # Over a chunk (or a device's slice of the sequence) the end state is a map of the entering one:

@@ -46,19 +46,31 @@ class MatrixInputs(NamedTuple):
 
     Leading axes `[...]` are those of the inputs (`[T, *batch]` for a
     sequence, `[*batch]` for one step); H heads, key size `dk`, value size `dv`.
+    Which fields are set says which member of the family the cell is (see
+    `MatrixRecurrence` for the equations): only the decay (`log_decay`) and
+    the write (`k v^T`): decay and write; `beta`: the delta rule; `a` and
+    `b`: a diagonal-plus-low-rank transition; `log_write`: an exponential
+    input gate, stabilised. `beta` and `a, b` and `log_write` exclude each other.
 
     Attributes:
       q: queries `[..., H, dk]`.
-      k: keys `[..., H, dk]`.
-      v: values `[..., H, dv]`.
+      k: keys `[..., H, dk]`; with the delta rule's substeps (`MatrixRecurrence.substeps`
+        n > 1, DeltaProduct) `[..., H, n, dk]`, one key per substep.
+      v: values `[..., H, dv]` (`[..., H, n, dv]` with substeps).
       log_decay: log of the state's decay, `<= 0`: `[..., H, 1]` (one scalar
         per head, e.g. Mamba-2, mLSTM, Gated DeltaNet) or `[..., H, dk]` (one
-        per key dimension, GLA). Kept in log space so that products over many
+        per key dimension, GLA, KDA, RWKV-7). Kept in log space so that products over many
         steps are sums, which neither underflow nor lose precision in float32.
-      beta: `[..., H]` delta-rule strength (DeltaNet), or None.
+      beta: `[..., H]` (`[..., H, n]` with substeps) delta-rule strength, in
+        [0, 1], or [0, 2] for negative eigenvalues (Grazzi et al. 2025: the
+        transition `I - beta k k^T` of a unit key has eigenvalues 1 and
+        1 - beta); or None.
       log_write: `[..., H]` log of an exponential input gate (mLSTM), or
         None. Its values are unbounded, so the state is carried divided by
         `exp(m)` with the stabiliser `m_t = max(log_decay_t + m_{t-1}, log_write_t)`.
+      a: `[..., H, dk]`, the column of a low-rank term `a_t b_t^T` of the
+        transition (the direction it writes along), or None.
+      b: `[..., H, dk]`, its row (the direction it reads the state with), or None.
     """
 
     q: Array
@@ -67,6 +79,8 @@ class MatrixInputs(NamedTuple):
     log_decay: Array
     beta: Array | None = None
     log_write: Array | None = None
+    a: Array | None = None
+    b: Array | None = None
 
 
 class MatrixState(NamedTuple):
@@ -83,16 +97,31 @@ class MatrixState(NamedTuple):
 
 
 class MatrixRecurrence(NamedTuple):
-    """The form of a cell whose state is a matrix written with outer products, per head:
+    """The form of a cell whose state is a matrix written with outer products, per head (key-major `S [dk, dv]`).
 
-        S_t = exp(log_decay_t) * (S_{t-1} - beta_t k_t (k_t^T S_{t-1})) + w_t k_t v_t^T
+    One general form, `D_t = Diag(exp(log_decay_t))` (a scalar per head or a
+    decay per key dimension), of which each cell sets the parts it has
+    (`MatrixInputs`):
+
+        decay and write (GLA, SSD):       S_t = D_t S_{t-1} + k_t v_t^T
+        low rank (RWKV-7):                S_t = (D_t + a_t b_t^T) S_{t-1} + k_t v_t^T
+        delta rule (DeltaNet, Gated       S_t = (I - beta_t k_t k_t^T) D_t S_{t-1} + beta_t k_t v_t^T
+          DeltaNet, KDA):
+        substeps (DeltaProduct, n > 1):   S_t = H_n ... H_1 D_t S_{t-1} + (the n writes), each
+                                          H_j (.) = (I - beta_j k_j k_j^T)(.) + beta_j k_j v_j^T
+        stabilised (mLSTM):               S_t = D_t S_{t-1} + exp(log_write_t) k_t v_t^T, carried
+                                          divided by exp(m_t) (see `MatrixInputs.log_write`)
+
         o_t = S_t^T q_t,        y_t = readout(o_t, ...)
 
-    with `w_t = beta_t` for the delta rule, `exp(log_write_t)` for an
-    exponential input gate (stabilised, see `MatrixInputs`), and 1 otherwise.
-    Cells that give it get their step (`matrix_step`) and the
-    chunkwise-parallel unroll (`rnnjax.unroll(..., method=rnnjax.Chunkwise())`,
-    `rnnjax/_chunkwise.py`) from the same equations, so the forms cannot drift apart.
+    The delta rule decays first and then erases and writes (KDA's order; for a
+    scalar decay the order does not matter). Cells that give the form get
+    their step (`matrix_step`) and the chunkwise-parallel unroll
+    (`rnnjax.unroll(..., method=rnnjax.Chunkwise())`, `rnnjax/_chunkwise.py`)
+    from the same equations, so the forms cannot drift apart; the chunkwise
+    form picks its algorithm from what is set (decay and write; the delta rule
+    with a scalar decay by the UT transform; the general algorithm for a decay
+    per key with the delta rule or a low-rank term).
 
     Attributes:
       inputs: `(params, xs) -> MatrixInputs`, for `xs [..., I]` with any leading axes.
@@ -105,6 +134,11 @@ class MatrixRecurrence(NamedTuple):
       stabilised: whether the carry has a stabiliser `m`.
       chunk_size: the chunk length `rnnjax.Chunkwise()` uses by default for
         this cell (chosen by measurement; docs/modern.md says which numbers decided).
+      substeps: delta-rule steps per token (DeltaProduct's n_h); with n > 1,
+        `k`, `v` and `beta` carry an axis of length n after the heads' axis.
+        The chunkwise form runs the n substeps as steps of their own (the
+        decay on the first, the query on the last), so its chunks hold
+        `chunk_size` tokens of n steps each.
     """
 
     inputs: Callable[[Params, Array], MatrixInputs]
@@ -114,6 +148,7 @@ class MatrixRecurrence(NamedTuple):
     value_size: int
     stabilised: bool = False
     chunk_size: int = 32
+    substeps: int = 1
 
 
 class Cell(NamedTuple):

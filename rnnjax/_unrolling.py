@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from rnnjax import _checks as checks
-from rnnjax import _chunkwise as chunkwise
+from rnnjax import _chunkwise
 from rnnjax._forms import Carry, Cell, MatrixState, Params
 from rnnjax._sharding import across_devices, chunk_maps_across_devices
 from rnnjax.methods import OLD_KEYWORDS, Chunkwise, LinearScan, Method, Scan, Sharded, TrainInfer, auto, check_method
@@ -430,6 +430,14 @@ def chunkwise_unroll(
     sequential path: equal outputs and carry; outputs at padded steps are
     zeroed by `unroll`.
 
+    The algorithm follows from the form's fields (`rnnjax.cells.MatrixInputs`):
+    decay and write, stabilised or not (`_chunkwise.decay_write`); the delta
+    rule with a scalar decay per head (`_chunkwise.delta`, the UT transform);
+    the delta rule with a decay per key dimension, or a low-rank term
+    (`_chunkwise.general`). A cell with substeps (`MatrixRecurrence.substeps`
+    n > 1) runs them as n steps of their own per token, the decay on the first
+    and the query on the last, in chunks of `chunk` tokens.
+
     `axis_name`: the time axis is sharded over this mesh axis (inside
     `jax.shard_map`; `unroll(..., method=Sharded(axis_name))`), `xs` being this
     device's slice. Each device composes its chunks' maps of the state into
@@ -439,41 +447,49 @@ def chunkwise_unroll(
     outputs and the global final carry.
 
     `pallas`: run the chunks with the Pallas kernels of
-    rnnjax/_kernels/pallas_chunkwise.py (calls without resets).
+    rnnjax/_kernels/pallas_chunkwise.py (calls without resets; decay and write,
+    stabilised, and the delta rule with a scalar decay).
     """
     rec = cell.matrix
     T, batch_shape = xs.shape[0], xs.shape[1:-1]
     B = math.prod(batch_shape)
     inp = rec.inputs(params, xs)
     dt = carry0.S.dtype  # the state's precision (float32 under bfloat16 params)
+    n = rec.substeps
 
     def flat(a):
         return None if a is None else a.astype(dt).reshape(T, B, *a.shape[1 + len(batch_shape) :])
 
-    q, k, v, log_decay, beta, log_w = map(flat, inp)
+    q, k, v, log_decay, beta, log_w, lr_a, lr_b = map(flat, inp[:8])
+    general = lr_a is not None or (beta is not None and log_decay.shape[-1] > 1)
     S_star = carry0.S.reshape(B, *carry0.S.shape[len(batch_shape) :])
     m_star = None if carry0.m is None else carry0.m.reshape(B, -1)
     r = None if resets is None else resets.reshape(T, B)
     if mask is not None:  # padded steps are the identity: no decay, no erase, no write
         valid = mask.reshape(T, B)
-        zero = lambda a: jnp.where(valid.reshape(T, B, *(1,) * (a.ndim - 2)), a, 0.0)  # noqa: E731
-        q, k, v, log_decay = map(zero, (q, k, v, log_decay))
-        beta = None if beta is None else zero(beta)
-        log_w = None if log_w is None else jnp.where(valid[..., None], log_w, chunkwise.NEG)
+        zero = lambda a: None if a is None else jnp.where(valid.reshape(T, B, *(1,) * (a.ndim - 2)), a, 0.0)  # noqa: E731
+        q, k, v, log_decay, beta, lr_a, lr_b = map(zero, (q, k, v, log_decay, beta, lr_a, lr_b))
+        log_w = None if log_w is None else jnp.where(valid[..., None], log_w, _chunkwise.NEG)
         # a reset at a padded step still resets (as on the sequential path); identity dynamics keep S*
 
-    steps = [q, k, v, log_decay, beta, log_w, r]
+    steps = [q, k, v, log_decay, beta, log_w, lr_a, lr_b, r]
     if reverse:
         steps = [None if a is None else a[::-1] for a in steps]
-    pad = (-T) % chunk
-    if pad:  # whole chunks, filled with identity steps (log_write chunkwise.NEG: no write)
-        fills = [0.0, 0.0, 0.0, 0.0, 0.0, chunkwise.NEG, False]
+    if n > 1:  # each token's substeps as steps of their own, in order (also when the tokens run reversed)
+        steps = _substeps(n, *steps)
+    Tn = T * n
+    pad = (-Tn) % (chunk * n)
+    if pad:  # whole chunks, filled with identity steps (log_write NEG: no write)
+        fills = [0.0, 0.0, 0.0, 0.0, 0.0, _chunkwise.NEG, 0.0, 0.0, False]
         steps = [
             None if a is None else jnp.concatenate([a, jnp.full((pad, *a.shape[1:]), f, a.dtype)])
             for a, f in zip(steps, fills, strict=True)
         ]
-    N = (T + pad) // chunk
-    q, k, v, log_decay, beta, log_w, r = [None if a is None else a.reshape(N, chunk, *a.shape[1:]) for a in steps]
+    C = chunk * n
+    N = (Tn + pad) // C
+    q, k, v, log_decay, beta, log_w, lr_a, lr_b, r = [
+        None if a is None else a.reshape(N, C, *a.shape[1:]) for a in steps
+    ]
 
     if pallas:
         if r is not None or axis_name is not None:
@@ -481,28 +497,67 @@ def chunkwise_unroll(
                 "rnnjax.unroll: Chunkwise(implementation='pallas') runs without resets or time sharding "
                 "(use implementation='xla')"
             )
+        if general:
+            raise ValueError(
+                f"rnnjax.unroll: Chunkwise(implementation='pallas') has no kernel for cell {cell.name!r}'s "
+                "form (a decay per key dimension with the delta rule, or a low-rank term); use implementation='xla'"
+            )
         from rnnjax._kernels.pallas_chunkwise import chunkwise as pallas_chunkwise
 
         o, m_t, S_final, m_final = pallas_chunkwise(q, k, v, log_decay, S_star, beta=beta, log_write=log_w, m0=m_star)
-        return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
-    if beta is not None:
-        finish, maps = chunkwise.delta(q, k, v, log_decay, beta, r, S_star)
+        return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, C, batch_shape, reverse)
+    if general:
+        if lr_a is None:  # the delta rule as the general form: decay first, then (I - beta k k^T), write beta k v^T
+            lr_a, lr_b, k = -beta[..., None] * k, jnp.exp(log_decay) * k, beta[..., None] * k
+        finish, maps = _chunkwise.general(q, k, v, log_decay, lr_a, lr_b, r, S_star)
+    elif beta is not None:
+        finish, maps = _chunkwise.delta(q, k, v, log_decay, beta, r, S_star)
     else:
-        finish, maps = chunkwise.decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
+        finish, maps = _chunkwise.decay_write(q, k, v, log_decay, log_w, r, S_star, m_star)
     if axis_name is None:
         (o, m_t), (S_final, m_final) = finish(S_star, m_star)
     else:
         (S_in, m_in), (S_final, m_final) = chunk_maps_across_devices(maps(), (S_star, m_star), axis_name, reverse)
         (o, m_t), _ = finish(S_in, m_in)
 
-    return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse)
+    return _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, C, batch_shape, reverse)
+
+
+def _substeps(n, q, k, v, log_decay, beta, log_w, lr_a, lr_b, r):
+    """A token's n substeps (`k, v [T, B, H, n, d]`, `beta [T, B, H, n]`) as n steps each, `[T * n, ...]`:
+    the token's decay and reset at its first, its query at its last, nothing else where a field is per token."""
+    T = k.shape[0]
+
+    def spread(a, at):  # a per-token field at substep `at`, zeros (False) at the others
+        if a is None:
+            return None
+        out = jnp.zeros((T, n, *a.shape[1:]), a.dtype).at[:, at].set(a)
+        return out.reshape(T * n, *a.shape[1:])
+
+    def interleave(a, axis):  # the substep axis of a per-substep field moved next to time, then merged
+        return jnp.moveaxis(a, axis, 1).reshape(T * n, *a.shape[1:axis], *a.shape[axis + 1 :])
+
+    return [
+        spread(q, n - 1),
+        interleave(k, 3),
+        interleave(v, 3),
+        spread(log_decay, 0),
+        interleave(beta, 3),
+        log_w,
+        lr_a,
+        lr_b,
+        spread(r, 0),
+    ]
 
 
 def _chunkwise_result(rec, params, xs, o, m_t, S_final, m_final, T, N, chunk, batch_shape, reverse):
     """`(carry, ys)` from the chunked outputs `o [N, C, B, H, dv]` and the final state."""
+    n = rec.substeps
 
     def unchunk(a):
-        a = a.reshape(N * chunk, *a.shape[2:])[:T]
+        a = a.reshape(N * chunk, *a.shape[2:])[: T * n]
+        if n > 1:  # a token's output is its last substep's
+            a = a.reshape(T, n, *a.shape[1:])[:, -1]
         a = a[::-1] if reverse else a
         return a.reshape(T, *batch_shape, *a.shape[2:])
 

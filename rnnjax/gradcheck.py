@@ -81,16 +81,20 @@ def reference_agreement(
     input_size: int = 3,
     dtype=jnp.float64,
     seed: int = 0,
+    **options: Any,
 ) -> dict[str, float]:
     """Relative error of each output/gradient leaf of `jax.vjp(unroll)` vs the manual BPTT.
 
     float64 needs x64 on (`with jax.enable_x64(True):`). In float32 the JAX
     side runs in float32 and the reference in float64 on the same values.
+    `options` are the cell factory's, over the registered example's (e.g.
+    `negative_eigenvalues=True`).
     """
     spec = registry.spec(name)
     if spec.reference is None:
         raise ValueError(f"cell {name!r} has no manual-BPTT reference")
-    cell = spec.example_cell(hidden_size=hidden_size, dtype=dtype)  # the example's other settings (e.g. heads)
+    # the example's other settings (e.g. heads), the options over them
+    cell = spec.example_cell(hidden_size=hidden_size, dtype=dtype, **options)
     params, xs, carry0, dys, d_carry, lens = random_problem(
         cell, T=T, batch_shape=batch_shape, input_size=input_size, seed=seed, lengths=lengths
     )

@@ -19,9 +19,11 @@ from rnnjax.cells.cell import (
 # Each import registers its cells.
 from rnnjax.cells.deltanet import deltanet
 from rnnjax.cells.elman import elman
+from rnnjax.cells.gated_deltaproduct import gated_deltaproduct
 from rnnjax.cells.gla import gla
 from rnnjax.cells.gru import gru
 from rnnjax.cells.indrnn import indrnn
+from rnnjax.cells.kda import kda
 from rnnjax.cells.lru import lru
 from rnnjax.cells.lstm import LSTMState, lstm
 from rnnjax.cells.mgu import mgu
@@ -30,6 +32,7 @@ from rnnjax.cells.minlstm import minlstm
 from rnnjax.cells.mlstm import mlstm
 from rnnjax.cells.registry import CellSpec, Tolerance, get, names, register, spec, specs, unregister
 from rnnjax.cells.rglru import rglru
+from rnnjax.cells.rwkv7 import rwkv7
 from rnnjax.cells.s5 import s5
 from rnnjax.cells.s6 import s6
 from rnnjax.cells.slstm import SLSTMState, slstm
@@ -50,10 +53,12 @@ __all__ = [
     "Tolerance",
     "deltanet",
     "elman",
+    "gated_deltaproduct",
     "get",
     "gla",
     "gru",
     "indrnn",
+    "kda",
     "lru",
     "lstm",
     "mgu",
@@ -63,6 +68,7 @@ __all__ = [
     "names",
     "register",
     "rglru",
+    "rwkv7",
     "s5",
     "s6",
     "slstm",

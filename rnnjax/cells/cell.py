@@ -52,32 +52,38 @@ def linear_step(linear: LinearRecurrence) -> Callable[[Params, Array, Array], tu
 
 
 def matrix_step(matrix: MatrixRecurrence) -> Callable[[Params, MatrixState, Array], tuple[MatrixState, Array]]:
-    """The one-step form of a matrix recurrence: its equations applied to one input `x_t [*batch, I]`."""
+    """The one-step form of a matrix recurrence: its equations (`MatrixRecurrence`) applied to one
+    input `x_t [*batch, I]`. This is the truth the chunkwise form is held to."""
+
+    def outer(k, v):
+        return k[..., :, None] * v[..., None, :]
+
+    def read(k, S):
+        return jnp.einsum("...k,...kv->...v", k, S)  # k^T S
 
     def step(params: Params, carry: MatrixState, x: Array) -> tuple[MatrixState, Array]:
         inp = matrix.inputs(params, x)
         S = carry.S
         dt = S.dtype
-        q, k, v, log_decay = (a.astype(dt) for a in (inp.q, inp.k, inp.v, inp.log_decay))
-        if inp.beta is not None:  # delta rule: erase what k_t points at before decaying and writing
-            S = (
-                S
-                - inp.beta.astype(dt)[..., None, None]
-                * k[..., :, None]
-                * jnp.einsum("...k,...kv->...v", k, S)[..., None, :]
-            )
-            write = inp.beta.astype(dt)
-        else:
-            write = jnp.ones(k.shape[:-1], dt)
+        cast = lambda a: None if a is None else a.astype(dt)  # noqa: E731
+        q, k, v, log_decay, beta, a, b = map(cast, (inp.q, inp.k, inp.v, inp.log_decay, inp.beta, inp.a, inp.b))
         m = None
         if matrix.stabilised:
             log_w = inp.log_write.astype(dt)
             m = jnp.maximum(log_decay[..., 0] + carry.m, log_w)  # the largest log-weight in the state
             decay = jnp.exp(log_decay[..., 0] + carry.m - m)[..., None, None]
-            write = jnp.exp(log_w - m)
+            S = decay * S + jnp.exp(log_w - m)[..., None, None] * outer(k, v)
+        elif a is not None:  # a low-rank term: both parts of the transition act on S_{t-1}
+            S = jnp.exp(log_decay)[..., None] * S + outer(a, read(b, S)) + outer(k, v)
+        elif beta is not None:  # the delta rule: decay, then erase what k points at and write, per substep
+            S = jnp.exp(log_decay)[..., None] * S
+            if matrix.substeps == 1:
+                k, v, beta = k[..., None, :], v[..., None, :], beta[..., None]
+            for j in range(matrix.substeps):
+                kj, bj = k[..., j, :], beta[..., j, None, None]
+                S = S + bj * outer(kj, v[..., j, :] - read(kj, S))
         else:
-            decay = jnp.exp(log_decay)[..., None]  # [..., H, dk or 1, 1]
-        S = decay * S + write[..., None, None] * k[..., :, None] * v[..., None, :]
+            S = jnp.exp(log_decay)[..., None] * S + outer(k, v)  # [..., H, dk or 1, 1] decay
         o = jnp.einsum("...kv,...k->...v", S, q)
         return MatrixState(S, m), matrix.readout(params, o, m, x)
 

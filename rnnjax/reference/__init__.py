@@ -14,11 +14,12 @@ Single-sequence signature (unbatched)::
 """
 
 from rnnjax.reference.batch import bptt
-from rnnjax.reference.deltanet import deltanet
+from rnnjax.reference.deltanet import deltanet, gated_deltaproduct
 from rnnjax.reference.elman import elman
 from rnnjax.reference.gla import gla
 from rnnjax.reference.gru import gru
 from rnnjax.reference.indrnn import indrnn
+from rnnjax.reference.kda import kda
 from rnnjax.reference.lru import lru
 from rnnjax.reference.lstm import lstm
 from rnnjax.reference.lstm_layernorm import lstm_layernorm
@@ -28,6 +29,7 @@ from rnnjax.reference.minlstm import minlstm
 from rnnjax.reference.mlstm import mlstm
 from rnnjax.reference.result import BPTTResult
 from rnnjax.reference.rglru import rglru
+from rnnjax.reference.rwkv7 import rwkv7
 from rnnjax.reference.s5 import s5
 from rnnjax.reference.s6 import s6
 from rnnjax.reference.slstm import slstm
@@ -38,17 +40,20 @@ __all__ = [
     "bptt",
     "deltanet",
     "elman",
+    "gated_deltaproduct",
     "gla",
     "gru",
     "lstm",
     "lstm_layernorm",
     "indrnn",
+    "kda",
     "lru",
     "mgu",
     "mingru",
     "minlstm",
     "mlstm",
     "rglru",
+    "rwkv7",
     "s5",
     "s6",
     "slstm",
