@@ -46,12 +46,13 @@ import jax.numpy as jnp
 NEG = -1e30  # log of zero: large but finite, so that differences of two such values are 0, not NaN
 
 
-def _segment_decays(log_decay, resets):
+def _segment_decays(log_decay, resets, exclusive=False):
     """Cumulative log decays inside each chunk, cut at resets.
 
     Args:
       log_decay: `[N, C, B, H, D]` (D = 1 for a scalar decay per head).
       resets: `[N, C, B]` booleans, or None.
+      exclusive: also return the decays that end before t's own step (see below).
 
     Returns:
       pair: `[N, B, H, C(t), C(s), D]`, `G_t - G_s` for s <= t in the same
@@ -60,26 +61,41 @@ def _segment_decays(log_decay, resets):
         segment, from where it entered up to t.
       after_reset: `[N, B, 1, C, 1]`, whether t's segment started at a reset
         inside the chunk (so it sees `initial_carry`, not the state entering the chunk).
+      With `exclusive`, also `pair_before` (`G_{t-1} - G_s` for s < t in the same
+      segment, NEG elsewhere) and `base_before` (`base` without t's own decay):
+      what reaches the state that step t reads. Both are differences of the same
+      cumulative sums, `G_{t-1}` taken from the sum itself rather than as
+      `G_t - g_t`, so they are exactly 0 for s = t - 1 and never above 0, however
+      strong the decay (in float32 a `G_t - g_t` of `|G| ~ 1e13` is off by ~1e6).
     """
     N, C, B = log_decay.shape[:3]
     G = jnp.cumsum(log_decay, axis=1)
+    G_before = jnp.concatenate([jnp.zeros_like(G[:, :1]), G[:, :-1]], axis=1)  # G_{t-1}, 0 at the chunk's start
     t = jnp.arange(C)
-    same = t[:, None] >= t[None, :]  # causal, [C(t), C(s)]
-    base, after_reset = G, jnp.zeros((N, C, B), bool)
+    causal = t[:, None] >= t[None, :]  # [C(t), C(s)]
+    same = causal
+    base, base_before, after_reset = G, G_before, jnp.zeros((N, C, B), bool)
     if resets is not None:
         seg = jnp.moveaxis(jnp.cumsum(resets, axis=1), 1, -1)  # [N, B, C]: segment index inside the chunk
-        same = (seg[..., :, None] == seg[..., None, :]) & same  # [N, B, C, C]
+        same = (seg[..., :, None] == seg[..., None, :]) & causal  # [N, B, C, C]
         last = jax.lax.cummax(jnp.where(resets, t[None, :, None], -1), axis=1)  # the latest reset at or before t
         after_reset = last >= 0
         idx = jnp.broadcast_to(jnp.maximum(last, 0)[..., None, None], G.shape)
-        before_reset = jnp.take_along_axis(G - log_decay, idx, axis=1)  # G just before that reset
+        before_reset = jnp.take_along_axis(G_before, idx, axis=1)  # G just before that reset
         base = jnp.where(after_reset[..., None, None], G - before_reset, G)
+        base_before = jnp.where(after_reset[..., None, None], G_before - before_reset, G_before)
         same = same[:, :, None, :, :, None]
     else:
         same = same[:, :, None]
     Gt = jnp.moveaxis(G, 1, 3)  # [N, B, H, C, D]
     pair = jnp.where(same, Gt[..., :, None, :] - Gt[..., None, :, :], NEG)
-    return pair, jnp.moveaxis(base, 1, 3), jnp.moveaxis(after_reset, 1, 2)[:, :, None, :, None]
+    after = jnp.moveaxis(after_reset, 1, 2)[:, :, None, :, None]
+    if not exclusive:
+        return pair, jnp.moveaxis(base, 1, 3), after
+    strict = same & (t[:, None] > t[None, :])[:, :, None]  # s < t, in the same segment
+    Gb = jnp.moveaxis(G_before, 1, 3)
+    pair_before = jnp.where(strict, Gb[..., :, None, :] - Gt[..., None, :, :], NEG)
+    return pair, jnp.moveaxis(base, 1, 3), after, pair_before, jnp.moveaxis(base_before, 1, 3)
 
 
 def _heads_first(*arrays):
@@ -267,17 +283,14 @@ def general(q, k, v, log_decay, a, b, resets, S_star):
 
     Returns `(finish, maps)` as `delta` does.
     """
-    pair, base, after = _segment_decays(log_decay, resets)
-    Q, K, V, A, Bk, g = _heads_first(q, k, v, a, b, log_decay)
+    pair, base, after, pair_before, base_before = _segment_decays(log_decay, resets, exclusive=True)
+    Q, K, V, A, Bk = _heads_first(q, k, v, a, b)
     C, dk = Q.shape[3], K.shape[-1]
-    causal = jnp.tril(jnp.ones((C, C), bool))[..., None]
-    strict = jnp.tril(jnp.ones((C, C), bool), -1)[..., None]
-    E_incl = jnp.where(causal, jnp.exp(pair), 0.0)  # [N, B, H, C, C, D]: exp(G_t - G_s), s <= t, same segment
-    # exp(G^-_t - G_s) for s < t: the decay between s and the state t reads (t's own decay excluded)
-    E_excl = jnp.where(strict, jnp.exp(jnp.minimum(pair - g[..., :, None, :], 0.0)), 0.0)
+    E_incl = jnp.exp(pair)  # [N, B, H, C, C, D]: exp(G_t - G_s), s <= t in the same segment, else 0
+    E_excl = jnp.exp(pair_before)  # exp(G_{t-1} - G_s), s < t: the decay from s to the state t reads
     first = after[..., 0] == 0  # [N, B, 1, C]: t's segment entered the chunk from S_0 (not a reset's S*)
     enter_incl = jnp.exp(base)  # [N, B, H, C, D]: the entering state's decay, seen at t (after t's decay)
-    enter_excl = jnp.exp(base - g)  # ... seen by what t reads (before it)
+    enter_excl = jnp.exp(base_before)  # ... seen by what t reads (before it)
     B_enter = Bk * enter_excl  # [N, B, H, C, dk]
     Q_enter = Q * enter_incl
     L_ba = _decay_products(Bk, A, E_excl)

@@ -56,6 +56,24 @@ def test_float64_reverse_with_lengths(x64, name, T):
     assert max(errors.values()) <= registry.spec(name).float64.rtol, errors
 
 
+# the options the registered examples leave at their defaults, each against the same reference
+OPTIONS = [
+    ("deltanet", {"negative_eigenvalues": True}),
+    ("gated_deltanet", {"num_heads": 1, "num_value_heads": 2}),
+    ("kda", {"num_heads": 1, "num_value_heads": 2, "negative_eigenvalues": True}),
+    ("gated_deltaproduct", {"householder": 3, "negative_eigenvalues": True}),
+    ("gated_deltaproduct", {"householder": 1}),
+]
+
+
+@pytest.mark.parametrize("name, options", OPTIONS, ids=[f"{n}-{'-'.join(o)}" for n, o in OPTIONS])
+def test_float64_options_of_the_delta_family(x64, name, options):
+    errors = reference_agreement(
+        name, T=9, hidden_size=8, batch_shape=(3,), lengths=True, reverse=True, seed=3, **options
+    )
+    assert max(errors.values()) <= registry.spec(name).float64.rtol, errors
+
+
 @pytest.mark.parametrize("lengths", [False, True])
 @pytest.mark.parametrize("name", REFERENCED)
 def test_float32_autodiff_within_1e4_of_float64_reference(name, lengths):

@@ -93,11 +93,16 @@ def matrix_step(matrix: MatrixRecurrence) -> Callable[[Params, MatrixState, Arra
 # --- helpers shared by the cell files ------------------------------------------------
 
 
+def check_positive_int(factory: str, name: str, value: Any) -> int:
+    """Return `value` as an int, or raise naming the factory, the argument and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"rnnjax.cells.{factory}: `{name}` must be a positive int, got {value!r}")
+    return int(value)
+
+
 def check_hidden_size(factory: str, hidden_size: Any) -> int:
     """Return `hidden_size` as an int, or raise naming the factory and the value."""
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, (int, np.integer)) or hidden_size < 1:
-        raise ValueError(f"rnnjax.cells.{factory}: `hidden_size` must be a positive int, got {hidden_size!r}")
-    return int(hidden_size)
+    return check_positive_int(factory, "hidden_size", hidden_size)
 
 
 def check_dtype(factory: str, dtype: Any) -> np.dtype:

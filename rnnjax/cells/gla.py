@@ -50,7 +50,7 @@ def gla(
     """
     D = base.check_hidden_size("gla", hidden_size)
     dh = base.check_heads("gla", D, num_heads)
-    r = base.check_hidden_size("gla", gate_rank)
+    r = base.check_positive_int("gla", "gate_rank", gate_rank)
     dtype = base.check_dtype("gla", dtype)
 
     def init(key, input_size):

@@ -69,7 +69,7 @@ def kda(
     Hk = int(num_heads)
     Hv = check_value_heads("kda", D, Hk, num_value_heads)
     d, group = D // Hv, Hv // Hk
-    r = d if gate_rank is None else base.check_hidden_size("kda", gate_rank)
+    r = d if gate_rank is None else base.check_positive_int("kda", "gate_rank", gate_rank)
     dtype = base.check_dtype("kda", dtype)
     if not isinstance(negative_eigenvalues, bool):
         raise TypeError(f"rnnjax.cells.kda: `negative_eigenvalues` must be a bool, got {negative_eigenvalues!r}")

@@ -98,7 +98,7 @@ def rwkv7(
         if value is None:
             ranks[name] = default_rank(D, d if name != "gate_rank" else 64, scale)
         else:
-            ranks[name] = base.check_hidden_size("rwkv7", value)
+            ranks[name] = base.check_positive_int("rwkv7", name, value)
     rw, ra, rg = ranks["decay_rank"], ranks["a_rank"], ranks["gate_rank"]
     dtype = base.check_dtype("rwkv7", dtype)
 
