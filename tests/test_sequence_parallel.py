@@ -68,10 +68,11 @@ def test_sharded_time_axis_equals_one_device(devices):
 )
 def test_sharded_time_axis_equals_one_device_matrix_cells(devices):
     """The matrix-memory cells (the chunkwise form's maps of the state), on an odd device count too:
-    one cell per kind of map in `make test` (GLA: decay and write; the mLSTM: stabilised; Gated
-    DeltaNet: the delta rule's transition), every one under `-m slow`."""
+    one cell per kind of map and algorithm in `make test` (GLA: decay and write; the mLSTM: stabilised;
+    Gated DeltaNet: the delta rule's transition by the UT transform; RWKV-7: the general algorithm's),
+    every one under `-m slow`."""
     assert MATRIX, "no matrix-memory cell is registered"
-    cells = MATRIX if devices != 3 else ["gla", "mlstm", "gated_deltanet"]
+    cells = MATRIX if devices != 3 else ["gla", "mlstm", "gated_deltanet", "rwkv7"]
     _check(_run(devices, cells), cells, devices)
 
 
