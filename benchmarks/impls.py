@@ -76,9 +76,17 @@ def _cell(kind: str, H: int, dtype: str) -> rnnjax.cells.Cell:
     return rnnjax.cells.get(kind, hidden_size=H, dtype=dtype, **kwargs)
 
 
-def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, method: Any = None) -> Impl:
-    """rnnjax's unroll with `method` (a method value, a function of the cell giving one, or None for auto)."""
+def rnnjax_impl(
+    kind: str, T: int, B: int, I: int, H: int, dtype: str, method: Any = None, general: bool = False
+) -> Impl:
+    """rnnjax's unroll with `method` (a method value, a function of the cell giving one, or None for auto).
+
+    `general`: a matrix cell with a scalar decay per head runs with that decay broadcast to one per key
+    dimension, the same function, which the chunkwise form computes by its general algorithm instead of the
+    specialised one (the UT transform for the delta rule, the scalar-decay path otherwise)."""
     cell = _cell(kind, H, dtype)
+    if general:
+        cell = per_key_decay(cell)
     if callable(method):
         method = method(cell)
     if kind in ("lstm", "gru"):
@@ -91,7 +99,22 @@ def rnnjax_impl(kind: str, T: int, B: int, I: int, H: int, dtype: str, method: A
         ys = rnnjax.unroll(cell, p, x, method=method)[1]
         return jnp.mean(jnp.square(ys.astype(jnp.float32)))
 
-    return _jax_impl(f"rnnjax{'' if method is None else '[' + repr(method) + ']'}", loss_fn, params, xs)
+    name = f"rnnjax{'' if method is None else '[' + repr(method) + ']'}{' (general algorithm)' if general else ''}"
+    return _jax_impl(name, loss_fn, params, xs)
+
+
+def per_key_decay(cell: rnnjax.cells.Cell) -> rnnjax.cells.Cell:
+    """The same matrix cell with its log decay broadcast to one per key dimension."""
+    if cell.matrix is None or cell.matrix.stabilised:
+        raise ValueError(f"a per-key decay needs a matrix cell without a stabiliser; {cell.name!r} is not one")
+
+    def inputs(params, x):
+        inp = cell.matrix.inputs(params, x)
+        return inp._replace(
+            log_decay=jnp.broadcast_to(inp.log_decay, (*inp.log_decay.shape[:-1], cell.matrix.key_size))
+        )
+
+    return cell._replace(matrix=cell.matrix._replace(inputs=inputs))
 
 
 def _parallel(cell, implementation="xla"):
@@ -428,6 +451,7 @@ IMPLS: dict[str, Callable[..., Impl]] = {
     "rnnjax-chunkwise": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise()),
     # the scan when nothing differentiates the call, the chunkwise form when something does
     "rnnjax-train-infer": lambda *a: rnnjax_impl(*a, method=rnnjax.TrainInfer(rnnjax.Chunkwise(), rnnjax.Scan())),
+    "rnnjax-general": lambda *a: rnnjax_impl(*a, general=True),
     "rnnjax-chunk16": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(16)),
     "rnnjax-chunk32": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(32)),
     "rnnjax-chunk64": lambda *a: rnnjax_impl(*a, method=rnnjax.Chunkwise(64)),
@@ -448,8 +472,9 @@ PEERS_FOR = {
     "lstm": ("flax", "flax-optimized", "equinox", "torch", "jax-cudnn", "rnnjax-hoisted"),
     "gru": ("flax", "equinox", "torch", "rnnjax-hoisted"),
     "mlstm": ("mlstm-kernels",),
-    "deltanet": ("memax",),
-    "gated_deltanet": ("memax",),
+    "deltanet": ("memax", "rnnjax-general"),
+    "gated_deltanet": ("memax", "rnnjax-general"),
+    "gated_deltaproduct": ("rnnjax-general",),
     "lru": ("memax",),
     "s6": ("memax",),
     "rglru": ("recurrentgemma",),

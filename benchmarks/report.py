@@ -20,15 +20,26 @@ import numpy as np
 
 
 def _flops_per_step(rec: dict) -> float:
-    """Multiply-adds of the matmuls of one forward step, from the cell's weight-matrix sizes."""
-    import rnnjax
-
-    cell = rnnjax.cells.get(rec["kind"], hidden_size=rec["H"])
+    """The FLOPs of one forward step over the batch: the cell's weight matrices (a multiply-add per entry),
+    and for a matrix-memory cell its state's work as the sequential step does it, per head `2 dk dv` to
+    read `S^T q` and as much to write `k v^T`, and for the delta rule or a low-rank term another `4 dk dv`
+    per (sub)step to read the state with a key and erase along it. The same count for every form of a cell,
+    so a faster form shows as more GFLOP/s (counting a form's own arithmetic would reward doing more of it)."""
     import jax
 
-    shapes = jax.eval_shape(lambda k: cell.init(k, rec["I"]), jax.random.key(0))
-    entries = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes) if len(s.shape) == 2)
-    return 2.0 * rec["B"] * entries
+    from benchmarks.impls import _cell
+
+    cell = _cell(rec["kind"], rec["H"], "float32")  # the cell the benchmark built (heads of 64)
+    params = jax.eval_shape(lambda k: cell.init(k, rec["I"]), jax.random.key(0))
+    entries = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(params) if len(s.shape) == 2)
+    flops = 2.0 * entries
+    m = cell.matrix
+    if m is not None:
+        x = jax.ShapeDtypeStruct((rec["I"],), np.float32)
+        inp = jax.eval_shape(m.inputs, params, x)
+        erases = m.substeps if (inp.beta is not None or inp.a is not None) else 0
+        flops += m.num_heads * m.key_size * m.value_size * (4.0 + 4.0 * erases)
+    return rec["B"] * flops
 
 
 def tables(result: dict) -> str:

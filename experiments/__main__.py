@@ -135,6 +135,31 @@ def _recall(args) -> int:
     return 0
 
 
+def _tracking(args) -> int:
+    import dataclasses
+
+    from experiments import tracking_study as study
+
+    cfg = study.SMOKE if args.smoke else study.StudyConfig()
+    if args.mixers:
+        unknown = [m for m in args.mixers if m not in study.MIXERS]
+        if unknown:
+            raise config_lib.ConfigError(f"--mixers: unknown {unknown}; choose from: {', '.join(study.MIXERS)}")
+        cfg = dataclasses.replace(cfg, mixers=tuple(args.mixers))
+    if args.tasks:
+        cfg = dataclasses.replace(cfg, tasks=tuple(args.tasks))
+    study.run(cfg, args.workdir or f"runs/tracking{'-smoke' if args.smoke else ''}")
+    return 0
+
+
+def _mnist1d(args) -> int:
+    from experiments import mnist1d
+
+    cfg = mnist1d.SMOKE if args.smoke else mnist1d.StudyConfig()
+    mnist1d.run(cfg, args.workdir or f"runs/mnist1d{'-smoke' if args.smoke else ''}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -212,6 +237,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--mixers", nargs="+", help="only these mixers (registered cells, attention, swa)")
     r.add_argument("--workdir", help="run folder (default runs/recall, runs/recall-quick, runs/recall-smoke)")
     r.set_defaults(fn=_recall)
+
+    tr = sub.add_parser("tracking", help="the tracking study: parity, mod 3, S3, S5 at longer lengths than trained")
+    tr.add_argument("--smoke", action="store_true", help="the tiny grid the test suite runs")
+    tr.add_argument("--mixers", nargs="+", help="only these mixers (labels of experiments/tracking_study.py's MIXERS)")
+    tr.add_argument("--tasks", nargs="+", choices=["parity", "mod3", "s3", "s5"], help="only these tasks")
+    tr.add_argument("--workdir", help="run folder (default runs/tracking, runs/tracking-smoke)")
+    tr.set_defaults(fn=_tracking)
+
+    m1 = sub.add_parser("mnist1d", help="MNIST-1D: the cells as sequence classifiers beside the paper's baselines")
+    m1.add_argument("--smoke", action="store_true", help="the tiny run the test suite runs")
+    m1.add_argument("--workdir", help="run folder (default runs/mnist1d, runs/mnist1d-smoke)")
+    m1.set_defaults(fn=_mnist1d)
     return p
 
 

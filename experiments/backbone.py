@@ -2,11 +2,13 @@
 
     embed -> N x [x + mixer(conv?(RMSNorm(x))) ; x + GatedMLP(RMSNorm(x))] -> RMSNorm -> head
 
-The token mixer is any registered rnnjax cell unrolled over time (`method=None`, `rnnjax.auto`:
-its best measured form), or a non-recurrent baseline written here: causal softmax
-attention with rotary position embeddings, over the whole prefix (`attention`) or
-a sliding window (`swa`, `window` tokens). `conv > 0` puts a depthwise causal
-convolution of that width before the mixer (the short convolution of Mamba and
+The token mixer is any registered rnnjax cell unrolled over time (the config's `method`, by
+default `rnnjax.auto`'s choice; `cell_options` for the factory's keyword arguments), or a
+non-recurrent baseline written here: causal softmax attention with rotary position embeddings,
+over the whole prefix (`attention`) or a sliding window (`swa`, `window` tokens).
+`attention_layers` makes a hybrid: those layers use causal attention over the whole prefix, the
+others the cell. `conv > 0` puts a depthwise causal convolution of that width before the mixer
+(the short convolution of Mamba and
 Griffin). Pure functions over a params dict, like `experiments.model`.
 """
 
@@ -28,6 +30,37 @@ ATTENTION_MIXERS = ("attention", "swa")
 def mixer_names() -> tuple[str, ...]:
     """Everything `Backbone` accepts as a mixer: the registered cells and the attention baselines."""
     return (*rnnjax.cells.names(), *ATTENTION_MIXERS)
+
+
+def parse_cell_options(text: str) -> tuple[tuple[str, Any], ...]:
+    """`"householder=2,negative_eigenvalues=True"` -> `(("householder", 2), ("negative_eigenvalues", True))`:
+    keyword arguments of the cell's factory, values as Python literals (hashable, so the backbone stays a value)."""
+    import ast
+
+    options = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.isidentifier():
+                raise ValueError
+            options.append((key, ast.literal_eval(value)))
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"cell_options: expected key=value pairs separated by commas with literal values, e.g. "
+                f"'householder=2,negative_eigenvalues=True'; got {item!r} in {text!r}"
+            ) from None
+    return tuple(options)
+
+
+def parse_layers(text: str, num_layers: int) -> tuple[int, ...]:
+    """`"1,3"` -> `(1, 3)`: layer indices in [0, num_layers)."""
+    try:
+        layers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise ValueError(f"attention_layers: expected layer indices separated by commas, got {text!r}") from None
+    if any(not 0 <= k < num_layers for k in layers):
+        raise ValueError(f"attention_layers: {text!r} names a layer outside 0..{num_layers - 1}")
+    return layers
 
 
 def rms_norm(x: jax.Array, scale: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -81,6 +114,9 @@ class Backbone(NamedTuple):
     readout: str = "all"
     input_size: int = 0
     state_float32: bool = False  # carry the mixer's state in float32 (rnnjax.mixed_precision) under bf16
+    cell_options: tuple[tuple[str, Any], ...] = ()  # the cell factory's keyword arguments (`parse_cell_options`)
+    attention_layers: tuple[int, ...] = ()  # layers with causal attention instead of the cell: a hybrid
+    method: rnnjax.Method | None = None  # how the cell is unrolled (None: rnnjax.auto)
 
     def cell(self) -> rnnjax.cells.Cell | None:
         """The rnnjax cell of the mixer, or None for attention."""
@@ -91,16 +127,24 @@ class Backbone(NamedTuple):
         kwargs = {"num_heads": self.num_heads} if "num_heads" in accepted else {}
         if "output_size" in accepted:
             kwargs["output_size"] = self.width
+        unknown = [k for k, _ in self.cell_options if k not in accepted]
+        if unknown:
+            raise ValueError(f"cell_options: cell {self.mixer!r} takes no {unknown}; it takes {sorted(accepted)}")
+        kwargs.update(self.cell_options)
         cell = rnnjax.cells.get(self.mixer, hidden_size=self.width, **kwargs)
         return rnnjax.mixed_precision(cell) if self.state_float32 else cell
+
+    def layer_cells(self) -> list[rnnjax.cells.Cell | None]:
+        """Each layer's cell, None where the layer is attention (the mixer, or a hybrid's attention layers)."""
+        cell = self.cell()
+        return [None if k in self.attention_layers else cell for k in range(self.num_layers)]
 
     def init(self, key: jax.Array) -> dict[str, Any]:
         D, E = self.width, self.mlp_ratio * self.width
         keys = iter(jax.random.split(key, 4 * self.num_layers + 2))
         dense = jax.nn.initializers.lecun_normal()
-        cell = self.cell()
         blocks = []
-        for _ in range(self.num_layers):
+        for cell in self.layer_cells():
             if cell is None:
                 mixer = {"w_qkv": dense(next(keys), (D, 3 * D)), "w_o": dense(next(keys), (D, D)) / self.num_layers}
             else:
@@ -124,16 +168,15 @@ class Backbone(NamedTuple):
 
     def apply(self, params: dict[str, Any], tokens: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
         """Logits `[T, B, output_size]` for int tokens `[T, B]` (lengths are not used: causal)."""
-        cell = self.cell()
         x = params["embed"][tokens]
-        for block in params["blocks"]:
+        for cell, block in zip(self.layer_cells(), params["blocks"], strict=True):
             h = rms_norm(x, block["norm_mixer"])
             if self.conv:
                 h = causal_conv(h, block["conv"]["w"], block["conv"]["b"])
             if cell is None:
                 h = attention(block["mixer"], h, self.num_heads, self.window if self.mixer == "swa" else None)
             else:
-                h = rnnjax.unroll(cell, block["mixer"], h)[1]
+                h = rnnjax.unroll(cell, block["mixer"], h, method=self.method)[1]
             x = x + h
             h = rms_norm(x, block["norm_mlp"])
             gate, up = jnp.split(h @ block["mlp"]["w_in"], 2, axis=-1)
@@ -148,10 +191,9 @@ class Backbone(NamedTuple):
         sequence, over all layers (Zoology's x-axis): the recurrent carry; for attention, the
         key-value cache at `seq_len` tokens (the window for `swa`); plus the convolution's buffer."""
         total = 0
-        cell = self.cell()
-        for block in params["blocks"]:
+        for cell, block in zip(self.layer_cells(), params["blocks"], strict=True):
             if cell is None:
-                cached = seq_len if self.mixer == "attention" else min(self.window, seq_len)
+                cached = seq_len if self.mixer != "swa" else min(self.window, seq_len)
                 total += 2 * cached * self.width * 4
             else:
                 carry = cell.initial_carry(block["mixer"], ())

@@ -96,7 +96,7 @@ def build(task: Task, config):
             bidirectional=config.bidirectional,
         )
     if getattr(config, "backbone", False):
-        from experiments.backbone import Backbone
+        from experiments.backbone import Backbone, parse_cell_options, parse_layers
 
         return Backbone(
             mixer=config.cell,
@@ -108,6 +108,9 @@ def build(task: Task, config):
             num_heads=config.num_heads,
             window=config.window,
             readout=task.readout,
+            cell_options=parse_cell_options(getattr(config, "cell_options", "")),
+            method=_method(config.method),
+            attention_layers=parse_layers(getattr(config, "attention_layers", ""), config.num_layers),
         )
     cells = tuple(rnnjax.cells.get(config.cell, hidden_size=config.hidden_size) for _ in range(config.num_layers))
     return SequenceModel(

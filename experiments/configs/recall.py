@@ -21,6 +21,8 @@ class Config(TrainConfig):
     backbone: bool = True
     kind: str = "mqar"
     cell: str = "gated_deltanet"
+    cell_options: str = ""  # the cell factory's keyword arguments, e.g. "negative_eigenvalues=True"
+    attention_layers: str = ""  # a hybrid: these layers (e.g. "1") use attention, the others the cell
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4

@@ -86,8 +86,10 @@ def rwkv7(
     Args:
       hidden_size: D, the width of every projection and of the output.
       num_heads: H; D must be divisible by it.
-      decay_rank, a_rank, gate_rank: the ranks of the decay's, the in-context learning rate's and the
-        output gate's low-rank projections; None: the reference code's defaults (at least 32).
+      decay_rank: the rank of the decay's low-rank projection; None: the reference code's default
+        (at least 32).
+      a_rank: the rank of the in-context learning rate's low-rank projection; None: as `decay_rank`.
+      gate_rank: the rank of the output gate's low-rank projection; None: the reference code's default.
       dtype: parameter dtype (the state is at least float32).
     """
     D = base.check_hidden_size("rwkv7", hidden_size)
