@@ -124,12 +124,15 @@ def _recall(args) -> int:
 
     cfg = study.SMOKE if args.smoke else study.QUICK if args.quick else study.StudyConfig()
     if args.mixers:
-        from experiments.backbone import mixer_names
-
-        unknown = [m for m in args.mixers if m not in mixer_names()]
-        if unknown:
-            raise config_lib.ConfigError(f"--mixers: unknown {unknown}; choose from: {', '.join(mixer_names())}")
+        for mixer in args.mixers:
+            try:
+                study.mixer_spec(mixer)
+            except ValueError as err:
+                raise config_lib.ConfigError(f"--mixers: {err}") from None
         cfg = dataclasses.replace(cfg, mixers=tuple(args.mixers))
+    for name in ("learning_rates", "widths", "seeds"):
+        if getattr(args, name):
+            cfg = dataclasses.replace(cfg, **{name: tuple(getattr(args, name))})
     variant = "-smoke" if args.smoke else "-quick" if args.quick else ""
     study.run(cfg, args.workdir or f"runs/recall{variant}")
     return 0
@@ -153,9 +156,14 @@ def _tracking(args) -> int:
 
 
 def _mnist1d(args) -> int:
+    import dataclasses
+
     from experiments import mnist1d
 
     cfg = mnist1d.SMOKE if args.smoke else mnist1d.StudyConfig()
+    for name in ("models", "variants", "seeds"):
+        if getattr(args, name):
+            cfg = dataclasses.replace(cfg, **{name: tuple(getattr(args, name))})
     mnist1d.run(cfg, args.workdir or f"runs/mnist1d{'-smoke' if args.smoke else ''}")
     return 0
 
@@ -234,7 +242,12 @@ def parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="a smaller grid: about 10 minutes on 2 CPU cores")
     g.add_argument("--smoke", action="store_true", help="the tiny grid the test suite runs")
-    r.add_argument("--mixers", nargs="+", help="only these mixers (registered cells, attention, swa)")
+    r.add_argument("--mixers", nargs="+", help="only these mixers (registered cells, attention, swa, the variants)")
+    r.add_argument(
+        "--learning-rates", type=float, nargs="+", help="the rates each mixer is tuned over (one: no tuning)"
+    )
+    r.add_argument("--widths", type=int, nargs="+", help="the model widths (default 32 64)")
+    r.add_argument("--seeds", type=int, nargs="+", help="the seeds (default 0 1)")
     r.add_argument("--workdir", help="run folder (default runs/recall, runs/recall-quick, runs/recall-smoke)")
     r.set_defaults(fn=_recall)
 
@@ -247,6 +260,9 @@ def parser() -> argparse.ArgumentParser:
 
     m1 = sub.add_parser("mnist1d", help="MNIST-1D: the cells as sequence classifiers beside the paper's baselines")
     m1.add_argument("--smoke", action="store_true", help="the tiny run the test suite runs")
+    m1.add_argument("--models", nargs="+", help="only these models (logistic, mlp, cnn, the recurrent ones)")
+    m1.add_argument("--variants", nargs="+", choices=("default", "shuffled"), help="the datasets (default: both)")
+    m1.add_argument("--seeds", type=int, nargs="+", help="the seeds (default: 0 1 2)")
     m1.add_argument("--workdir", help="run folder (default runs/mnist1d, runs/mnist1d-smoke)")
     m1.set_defaults(fn=_mnist1d)
     return p

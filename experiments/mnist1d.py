@@ -189,6 +189,9 @@ def train_one(study: StudyConfig, data: dict[str, np.ndarray], name: str, seed: 
 
 
 def run(study: StudyConfig = StudyConfig(), workdir: str | Path = "runs/mnist1d", *, progress: bool = True):
+    unknown = [m for m in study.models if m not in ("logistic", "mlp", "cnn", *RECURRENT)]
+    if unknown:
+        raise ValueError(f"mnist1d: unknown models {unknown}; choose from logistic, mlp, cnn, {', '.join(RECURRENT)}")
     workdir = Path(workdir)
     t0 = time.perf_counter()
     rows = []

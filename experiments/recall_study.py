@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -35,6 +36,24 @@ from experiments.config import resolve
 from experiments.model import build
 from experiments.tasks import make as make_task
 from experiments.tasks.recall import chance
+
+# mixers beyond a plain registered cell: label -> (cell, cell_options, attention_layers)
+VARIANTS: dict[str, tuple[str, str, str]] = {
+    "gated_deltaproduct n=2": ("gated_deltaproduct", "householder=2", ""),
+    "gated_deltanet + attention": ("gated_deltanet", "", "last"),  # the hybrid: the last layer is attention
+}
+
+
+def mixer_spec(label: str) -> tuple[str, str, str]:
+    """`(cell, cell_options, attention_layers)` of a study mixer: a registered cell, `attention`, `swa`, or
+    one of VARIANTS."""
+    from experiments.backbone import mixer_names
+
+    if label in VARIANTS:
+        return VARIANTS[label]
+    if label in mixer_names():
+        return label, "", ""
+    raise ValueError(f"recall study: unknown mixer {label!r}; choose from {[*mixer_names(), *VARIANTS]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +72,10 @@ class StudyConfig:
         "ssd",
         "deltanet",
         "gated_deltanet",
+        "kda",
+        "rwkv7",
+        "gated_deltaproduct n=2",
+        "gated_deltanet + attention",
     )
     widths: tuple[int, ...] = (32, 64)
     # (task, seq_len, num_pairs): the difficulties
@@ -64,16 +87,20 @@ class StudyConfig:
     num_layers: int = 2
     batch_size: int = 32
     steps: int = 500
-    learning_rate: float = 1e-2
+    # more than one: each mixer's rate is chosen first, by validation accuracy (a split of generated data
+    # the test batches never come from) at the last setting, the widest width and the first seed; the
+    # grid then runs at each mixer's chosen rate. One: every mixer at that rate, no tuning runs.
+    learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
 
 
 QUICK = StudyConfig(
     mixers=("attention", "lstm", "gru", "rglru", "mlstm", "gated_deltanet"),
     settings=(("mqar", 64, 4),),
     seeds=(0,),
+    learning_rates=(1e-2,),
 )
 SMOKE = StudyConfig(
-    mixers=("attention", "gru", "deltanet"),
+    mixers=("attention", "gru", "gated_deltanet + attention"),
     widths=(8, 16),
     settings=(("mqar", 16, 2), ("induction", 12, 1)),
     seeds=(0,),
@@ -81,11 +108,17 @@ SMOKE = StudyConfig(
     num_layers=1,
     batch_size=4,
     steps=3,
+    learning_rates=(1e-3, 1e-2),
 )
 
 
-def run_name(mixer: str, width: int, seed: int) -> str:
-    return f"{mixer}-w{width}-seed{seed}"
+def slug(label: str) -> str:
+    """A folder name for a mixer's label: `gated_deltanet + attention` -> `gated_deltanet-attention`."""
+    return re.sub(r"[^a-z0-9_]+", "-", label.replace("=", "")).strip("-")
+
+
+def run_name(mixer: str, width: int, seed: int, learning_rate: float) -> str:
+    return f"{slug(mixer)}-w{width}-seed{seed}-lr{learning_rate:g}"
 
 
 def setting_name(setting: tuple[str, int, int]) -> str:
@@ -93,11 +126,25 @@ def setting_name(setting: tuple[str, int, int]) -> str:
     return f"{kind}-T{seq_len}-P{num_pairs}"
 
 
-def train_one(study: StudyConfig, setting, mixer: str, width: int, seed: int, run_dir: Path) -> dict[str, Any]:
-    """Train (or read back, or resume) one run; returns its table row."""
+def train_one(
+    study: StudyConfig,
+    setting,
+    mixer: str,
+    width: int,
+    seed: int,
+    run_dir: Path,
+    learning_rate: float,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Train (or read back, or resume) one run, evaluated on `split`; returns its table row."""
     kind, seq_len, num_pairs = setting
+    cell, options, attention_layers = mixer_spec(mixer)
+    if attention_layers == "last":
+        attention_layers = str(study.num_layers - 1)
     sets = [
-        f"cell={mixer}",
+        f"cell={cell}",
+        f"cell_options={options}",
+        f"attention_layers={attention_layers}",
         f"hidden_size={width}",
         f"seed={seed}",
         f"kind={kind}",
@@ -107,7 +154,8 @@ def train_one(study: StudyConfig, setting, mixer: str, width: int, seed: int, ru
         f"num_layers={study.num_layers}",
         f"batch_size={study.batch_size}",
         f"steps={study.steps}",
-        f"learning_rate={study.learning_rate}",
+        f"learning_rate={learning_rate}",
+        f"eval_split={split}",
         f"eval_every={study.steps}",
         f"checkpoint_every={max(study.steps // 2, 1)}",
         f"log_every={max(study.steps // 10, 1)}",
@@ -131,6 +179,8 @@ def train_one(study: StudyConfig, setting, mixer: str, width: int, seed: int, ru
         "mixer": mixer,
         "width": width,
         "seed": seed,
+        "learning_rate": learning_rate,
+        "split": split,
         "accuracy": float(summary["eval"]["accuracy"]),
         "chance": chance(kind, num_pairs, study.vocab_size),
         "state_bytes": model.state_bytes(params, seq_len),
@@ -140,9 +190,30 @@ def train_one(study: StudyConfig, setting, mixer: str, width: int, seed: int, ru
     }
 
 
+def tune(study: StudyConfig, workdir: Path, *, progress: bool = True) -> tuple[dict[str, float], list[dict]]:
+    """Each mixer's learning rate: the one of `study.learning_rates` with the best validation accuracy (ties:
+    the smaller rate) at the last setting, the widest width and the first seed. Returns the choice and the
+    tuning runs' rows."""
+    if len(study.learning_rates) == 1:
+        return {m: study.learning_rates[0] for m in study.mixers}, []
+    setting, width, seed = study.settings[-1], max(study.widths), study.seeds[0]
+    rows, best = [], {}
+    for mixer in study.mixers:
+        for lr in sorted(study.learning_rates):
+            run_dir = workdir / "tune" / setting_name(setting) / run_name(mixer, width, seed, lr)
+            rows.append(train_one(study, setting, mixer, width, seed, run_dir, lr, split="validation"))
+            if progress:
+                print(f"  [tune] {mixer:>26} lr={lr:g}: validation accuracy {rows[-1]['accuracy']:.3f}", flush=True)
+        mine = [r for r in rows if r["mixer"] == mixer]
+        best[mixer] = max(mine, key=lambda r: (r["accuracy"], -r["learning_rate"]))["learning_rate"]
+    return best, rows
+
+
 def run(
     study: StudyConfig = StudyConfig(), workdir: str | Path = "runs/recall", *, progress: bool = True
 ) -> dict[str, Any]:
+    for mixer in study.mixers:
+        mixer_spec(mixer)  # an unknown mixer fails before anything trains
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -150,30 +221,33 @@ def run(
     if progress:
         print(
             f"[recall] {len(study.mixers)} mixers x widths {study.widths} x {len(study.settings)} settings x seeds "
-            f"{study.seeds} = {total} runs of {study.steps} steps, on {jax.default_backend()}",
+            f"{study.seeds} = {total} runs of {study.steps} steps, learning rates {study.learning_rates}, "
+            f"on {jax.default_backend()}",
             flush=True,
         )
+    rates, tuning = tune(study, workdir, progress=progress)
     rows = []
     for setting in study.settings:
         for mixer in study.mixers:
             for width in study.widths:
                 for seed in study.seeds:
-                    run_dir = workdir / "runs" / setting_name(setting) / run_name(mixer, width, seed)
-                    row = train_one(study, setting, mixer, width, seed, run_dir)
+                    lr = rates[mixer]
+                    run_dir = workdir / "runs" / setting_name(setting) / run_name(mixer, width, seed, lr)
+                    row = train_one(study, setting, mixer, width, seed, run_dir, lr)
                     rows.append(row)
                     if progress:
                         print(
-                            f"  [{len(rows)}/{total}] {setting_name(setting)} {mixer:>14} w={width:<4} seed={seed}: "
-                            f"accuracy {row['accuracy']:.3f} (chance {row['chance']:.3f}), "
+                            f"  [{len(rows)}/{total}] {setting_name(setting)} {mixer:>26} w={width:<4} seed={seed} "
+                            f"lr={lr:g}: accuracy {row['accuracy']:.3f} (chance {row['chance']:.3f}), "
                             f"state {row['state_bytes'] / 1024:.1f} KiB, {row['seconds']:.0f} s",
                             flush=True,
                         )
-    table = markdown_table(rows, study)
+    table = markdown_table(rows, study, tuning)
     (workdir / "recall.md").write_text(table)
-    (workdir / "recall.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (workdir / "recall.json").write_text(json.dumps({"tuning": tuning, "rows": rows}, indent=2) + "\n")
     plot(rows, study, workdir / "recall.png")
     summary = sweep_lib.finish_study(workdir, "recall", study, table, t0, progress)
-    return {"rows": rows, "table": table, **summary}
+    return {"rows": rows, "tuning": tuning, "rates": rates, "table": table, **summary}
 
 
 def _median(rows, **match) -> float:
@@ -184,13 +258,33 @@ def _state(rows, mixer: str, width: int) -> int:
     return next(r["state_bytes"] for r in rows if r["mixer"] == mixer and r["width"] == width)
 
 
-def markdown_table(rows: list[dict[str, Any]], study: StudyConfig) -> str:
-    """Per setting: mixers x widths, held-out accuracy (median over seeds) and the state size."""
+def markdown_table(rows: list[dict[str, Any]], study: StudyConfig, tuning: list[dict[str, Any]] = ()) -> str:
+    """Per setting: mixers x widths, held-out accuracy (median over seeds) and the state size; the learning
+    rate each mixer ran at, and the tuning runs' validation accuracy when there were any."""
     lines = [
         f"Held-out accuracy at the recall positions, median over seeds {list(study.seeds)} "
         f"[state per sequence, KiB]; {study.num_layers} layers, {study.steps} steps of {study.batch_size}, "
         f"vocabulary {study.vocab_size}.",
     ]
+    if tuning:
+        setting = study.settings[-1]
+        lines += [
+            "",
+            f"**Learning rate** (AdamW): validation accuracy at {setting_name(setting)}, width {max(study.widths)}, "
+            f"seed {study.seeds[0]}; the grid below runs at each mixer's best (bold).",
+            "",
+            "| mixer | " + " | ".join(f"{lr:g}" for lr in sorted(study.learning_rates)) + " |",
+            "|---|" + "---|" * len(study.learning_rates),
+        ]
+        chosen = {r["mixer"]: r["learning_rate"] for r in rows}
+        for mixer in study.mixers:
+            cells = []
+            for lr in sorted(study.learning_rates):
+                acc = next(r["accuracy"] for r in tuning if r["mixer"] == mixer and r["learning_rate"] == lr)
+                cells.append(f"**{acc:.3f}**" if chosen[mixer] == lr else f"{acc:.3f}")
+            lines.append(f"| {mixer} | " + " | ".join(cells) + " |")
+    else:
+        lines[0] += f" AdamW at {study.learning_rates[0]:g}."
     for setting in study.settings:
         kind, seq_len, num_pairs = setting
         sub = [r for r in rows if (r["task"], r["seq_len"], r["num_pairs"]) == setting]

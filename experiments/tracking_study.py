@@ -62,16 +62,24 @@ MIXERS: dict[str, tuple[str, str]] = {
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
-    mixers: tuple[str, ...] = tuple(MIXERS)
-    tasks: tuple[str, ...] = ("parity", "mod3", "s3", "s5")
+    # every mixer but `kda [-1,1]` (run it with --mixers): the list, in 19 runs per task
+    mixers: tuple[str, ...] = tuple(m for m in MIXERS if m != "kda [-1,1]")
+    # S5 (120 classes) is in `tasks.tracking` and `--tasks s5`; at this budget no mixer learns it at T = 40
+    tasks: tuple[str, ...] = ("parity", "mod3", "s3")
     seeds: tuple[int, ...] = (0,)
     width: int = 64
-    num_layers: int = 2
+    # one recurrent layer: the recurrence alone carries the state (the MLP after it sees one step)
+    num_layers: int = 1
     seq_len: int = 40
     test_lengths: tuple[int, ...] = (40, 64, 128, 256)
-    batch_size: int = 64
-    steps: int = 2000
+    batch_size: int = 32
+    # sized for the 2-core CPU (57 runs); 200 steps were too few for the LSTM to learn parity (0.65 at
+    # T = 40 and still rising in a first try); S3 is where more steps would change the table
+    steps: int = 600
     learning_rate: float = 3e-3
+    # the sequential scan for every cell: at T = 40 it trains faster than the chunkwise form on the CPU
+    # (Gated DeltaNet 100 ms against 187 ms a step, GLA 81 against 107, B = 64, width 64, 2026-12-04)
+    method: str = "Scan()"
 
 
 SMOKE = StudyConfig(
@@ -106,6 +114,7 @@ def train_one(study: StudyConfig, task: str, label: str, seed: int, run_dir: Pat
         f"batch_size={study.batch_size}",
         f"steps={study.steps}",
         f"learning_rate={study.learning_rate}",
+        f"method={study.method}",
         f"eval_every={study.steps}",
         f"checkpoint_every={max(study.steps // 2, 1)}",
         f"log_every={max(study.steps // 10, 1)}",
@@ -179,7 +188,8 @@ def markdown_table(rows: list[dict[str, Any]], study: StudyConfig) -> str:
     lines = [
         f"Accuracy of the state at the last step of fresh sequences of each length (trained on T = "
         f"{study.seq_len}), median over seeds {list(study.seeds)}; {study.num_layers} layers of width "
-        f"{study.width}, {study.steps} steps of {study.batch_size}, AdamW at {study.learning_rate}.",
+        f"{study.width}, {study.steps} steps of {study.batch_size}, AdamW at {study.learning_rate}, cells unrolled "
+        f"with {study.method}.",
     ]
     for task in study.tasks:
         sub = [r for r in rows if r["task"] == task]

@@ -47,7 +47,7 @@ def test_at_least_ten_cells_and_the_linear_and_matrix_ones_are_marked():
     linear = {s.name for s in registry.specs() if s.has_linear_form}
     assert linear == {"mingru", "minlstm", "lru", "rglru", "s5", "s6"}
     matrix = {s.name for s in registry.specs() if s.has_matrix_form}
-    assert matrix == {"mlstm", "gla", "ssd", "deltanet", "gated_deltanet"}
+    assert matrix == {"mlstm", "gla", "ssd", "deltanet", "gated_deltanet", "kda", "rwkv7", "gated_deltaproduct"}
 
 
 def test_every_exported_factory_is_registered():

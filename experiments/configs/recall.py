@@ -37,6 +37,7 @@ class Config(TrainConfig):
     weight_decay: float = 0.1
     eval_every: int = 500
     eval_batches: int = 2
+    eval_split: str = "test"  # "validation": held-out batches from a third stream, for choosing a learning rate
     checkpoint_every: int = 500
     log_every: int = 50
 

@@ -56,7 +56,8 @@ class InputError(ValueError):
 
 
 def rng_for(seed: int, step: int, stream: int = 0) -> np.random.Generator:
-    """A NumPy generator determined by `(seed, stream, step)`; stream 1 is held-out data."""
+    """A NumPy generator determined by `(seed, stream, step)`; stream 1 is held-out (test) data, 2 the epochs'
+    permutations of `epoch_indices`, 3 a validation split."""
     return np.random.default_rng([seed, stream, step])
 
 

@@ -96,8 +96,15 @@ def check(kind: str, seq_len: int, num_pairs: int, vocab_size: int) -> None:
         raise ValueError(f"recall task: vocab_size must be >= 4, got {vocab_size}")
 
 
+# the generator streams of `rng_for`: training batches, the test batches, the validation batches
+EVAL_STREAMS = {"test": 1, "validation": 3}
+
+
 def make(config) -> Task:
     check(config.kind, config.seq_len, config.num_pairs, config.vocab_size)
+    split = getattr(config, "eval_split", "test")
+    if split not in EVAL_STREAMS:
+        raise ValueError(f"recall task: eval_split must be one of {sorted(EVAL_STREAMS)}, got {split!r}")
     gen = GENERATORS[config.kind]
     args = (config.seq_len, config.num_pairs, config.vocab_size)
     return Task(
@@ -108,6 +115,8 @@ def make(config) -> Task:
         loss="xent",
         readout="all",
         train_batch=lambda step: gen(rng_for(config.seed, step), *args, config.batch_size),
-        eval_batches=[gen(rng_for(config.seed, i, stream=1), *args, 256) for i in range(config.eval_batches)],
+        eval_batches=[
+            gen(rng_for(config.seed, i, stream=EVAL_STREAMS[split]), *args, 256) for i in range(config.eval_batches)
+        ],
         baselines={"accuracy": chance(config.kind, config.num_pairs, config.vocab_size)},
     )

@@ -77,6 +77,11 @@ def test_gradient_table_is_the_committed_gradcheck_output():
     assert listed == with_reference  # every cell with a reference, i.e. every registered cell
     for row in want[2:]:
         assert float(row.split("|")[3]) <= 1e-10, row  # what tests/test_reference.py asserts
+    # the README's sentence quotes the table's worst float64 error and its number of cells
+    claim = re.search(r"autodiff within (\S+)\s+in float64 for all (\d+) cells", README)
+    assert claim, "README should say how closely manual BPTT agrees with autodiff"
+    assert float(claim.group(1)) == max(float(row.split("|")[3]) for row in want[2:])
+    assert int(claim.group(2)) == len(want) - 2
 
 
 @pytest.mark.parametrize(

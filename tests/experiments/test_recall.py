@@ -15,6 +15,7 @@ import pytest
 from experiments import backbone as bb
 from experiments import recall_study
 from experiments.config import ConfigError, resolve
+from experiments.tasks import make as make_task
 from experiments.tasks import recall
 from rnnjax.contract import TOLERANCES
 
@@ -145,17 +146,42 @@ def test_state_bytes():
     assert state("gru", conv=4) == 2 * (16 + 3 * 16) * 4
 
 
-def test_study_smoke_writes_table_and_figure_and_resumes(tmp_path):
-    study = dataclasses.replace(recall_study.SMOKE, mixers=("attention", "gru"), widths=(8,), steps=2)
+def test_study_smoke_tunes_writes_table_and_figure_and_resumes(tmp_path):
+    study = dataclasses.replace(
+        recall_study.SMOKE, mixers=("gru", "gated_deltanet + attention"), widths=(8,), steps=2, num_layers=2
+    )
     out = recall_study.run(study, tmp_path, progress=False)
-    assert {p.name for p in tmp_path.iterdir()} >= {"recall.md", "recall.png", "recall.json", "runs"}
-    rows = json.loads((tmp_path / "recall.json").read_text())
-    assert len(rows) == len(study.settings) * 2
+    assert {p.name for p in tmp_path.iterdir()} >= {"recall.md", "recall.png", "recall.json", "runs", "tune"}
+    saved = json.loads((tmp_path / "recall.json").read_text())
+    rows, tuning = saved["rows"], saved["tuning"]
+    assert len(tuning) == 2 * len(study.learning_rates) and {r["split"] for r in tuning} == {"validation"}
+    for mixer in study.mixers:  # the grid runs at the rate with the best validation accuracy
+        mine = [r for r in tuning if r["mixer"] == mixer]
+        best = max(mine, key=lambda r: (r["accuracy"], -r["learning_rate"]))["learning_rate"]
+        assert out["rates"][mixer] == best
+        assert {r["learning_rate"] for r in rows if r["mixer"] == mixer} == {best}
+    assert len(rows) == len(study.settings) * 2 and {r["split"] for r in rows} == {"test"}
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["state_bytes"] > 0 for r in rows)
-    assert "| attention |" in out["table"] and "| gru |" in out["table"]
+    assert "| gru |" in out["table"] and "| gated_deltanet + attention |" in out["table"]
+    assert "**Learning rate**" in out["table"]
+    # the hybrid carries layer 0's state (4 heads of [2, 2]), layer 1's key-value cache at T = 16 and
+    # both layers' convolution buffers (3 steps of 8), float32
+    hybrid = next(r for r in rows if r["mixer"] != "gru" and r["task"] == "mqar")
+    assert hybrid["state_bytes"] == (4 * 2 * 2 + 2 * 16 * 8 + 2 * 3 * 8) * 4
     summaries = sorted(tmp_path.glob("runs/*/*/summary.json"))
     assert len(summaries) == len(rows)
     stamps = [p.stat().st_mtime_ns for p in summaries]
     again = recall_study.run(study, tmp_path, progress=False)  # finished runs are read back, not retrained
     assert [p.stat().st_mtime_ns for p in summaries] == stamps
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in rows]
+
+
+def test_validation_split_is_not_the_test_split():
+    """The learning rate is chosen on batches the test batches never come from."""
+    test = make_task("recall", resolve("recall", smoke=True))
+    validation = make_task("recall", resolve("recall", smoke=True, sets=["eval_split=validation"]))
+    assert not np.array_equal(test.eval_batches[0]["xs"], validation.eval_batches[0]["xs"])
+    with pytest.raises(ValueError, match="eval_split must be one of"):
+        make_task("recall", resolve("recall", smoke=True, sets=["eval_split=train"]))
+    with pytest.raises(ValueError, match="unknown mixer 'transformer'"):
+        recall_study.mixer_spec("transformer")

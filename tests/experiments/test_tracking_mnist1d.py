@@ -98,3 +98,21 @@ def test_mnist1d_smoke_and_resume(tmp_path):
     assert "| cnn | 5210 |" in (tmp_path / "mnist1d.md").read_text()
     again = mnist1d.run(mnist1d.SMOKE, tmp_path, progress=False)  # every run read back
     assert again["table"] == result["table"]
+
+
+def test_the_lru_classifier_is_affine_in_its_input_and_the_gru_one_is_not():
+    """Why the LRU scores as logistic regression on MNIST-1D: a linear recurrence read out linearly, with no
+    nonlinearity before the classifier's linear map, makes logits affine in the sequence."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 3, 40)).astype(np.float32)
+    for name, affine in (("lru", True), ("gru", False)):
+        init, apply = mnist1d.model(name)
+        params = init(jax.random.key(1))
+        f = lambda v, params=params, apply=apply: np.asarray(apply(params, v))  # noqa: E731
+        gap = np.abs((f(x + y) - f(y)) - (f(x) - f(np.zeros_like(x)))).max()
+        assert (gap < 1e-4) == affine, (name, gap)
+
+
+def test_mnist1d_refuses_an_unknown_model(tmp_path):
+    with pytest.raises(ValueError, match="unknown models \\['transformer'\\]"):
+        mnist1d.run(mnist1d.StudyConfig(models=("transformer",)), tmp_path, progress=False)

@@ -137,7 +137,7 @@ def test_unknown_experiment_lists_the_available_ones(capsys):
     assert cli(["train", "addition", "--smoke"]) == 2
     assert (
         "unknown experiment 'addition'; available: adding, charlm, charlm_long, copy, digits, forecast, recall, "
-        "segment, sentiment, translate" in capsys.readouterr().err
+        "segment, sentiment, tracking, translate" in capsys.readouterr().err
     )
 
 
