@@ -31,7 +31,6 @@ from typing import Any
 import jax
 
 from experiments import sweep as sweep_lib
-from experiments import train as train_lib
 from experiments.config import resolve
 from experiments.model import build
 from experiments.tasks import make as make_task
@@ -162,14 +161,8 @@ def train_one(
         f"warmup_steps={min(50, study.steps // 10)}",
     ]
     config = resolve("recall", sets=sets)
-    summary_path = run_dir / "summary.json"
     t0 = time.perf_counter()
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-    else:
-        ckpt = run_dir / "checkpoints"
-        resume = ckpt.exists() and any(ckpt.iterdir())
-        summary = train_lib.train(config, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False)
+    summary = sweep_lib.train_or_read_back(config, run_dir)
     model = build(make_task("recall", config), config)
     params = jax.eval_shape(model.init, jax.random.key(0))
     return {

@@ -20,6 +20,17 @@ from experiments import config as config_lib
 from experiments import train as train_lib
 
 
+def train_or_read_back(config: Any, run_dir: Path) -> dict[str, Any]:
+    """One run of a study: its `summary.json` when it finished before, else trained, resuming from its
+    latest checkpoint when an earlier attempt was interrupted."""
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    ckpt = run_dir / "checkpoints"
+    resume = ckpt.exists() and any(ckpt.iterdir())
+    return train_lib.train(config, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False)
+
+
 def finish_study(workdir: Path, name: str, study: Any, table: str, t0: float, progress: bool) -> dict[str, Any]:
     """Write a study's `summary.json` (time, backend, its config) and print its table; `name` is the
     stem of its `.md` table and `.png` figure, already written."""
@@ -69,14 +80,7 @@ def run_sweep(
                     experiment, smoke=smoke, sets=[*sets, f"cell={cell}", f"{key}={value}", f"seed={seed}"]
                 )
                 run_dir = workdir / f"{cell}-{key}{value}-seed{seed}"
-                summary_path = run_dir / "summary.json"
-                if summary_path.exists():
-                    summary = json.loads(summary_path.read_text())
-                else:
-                    resume = (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir())
-                    summary = train_lib.train(
-                        cfg, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False
-                    )
+                summary = train_or_read_back(cfg, run_dir)
                 name, value_ = metric_of(summary)
                 rows.append({"cell": cell, key: value, "seed": seed, name: value_, "run": str(run_dir)})
                 if progress:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from experiments import sweep as sweep_lib
-from experiments import train as train_lib
 from experiments.config import resolve
 from experiments.tasks.tracking import WordProblem
 
@@ -121,14 +120,8 @@ def train_one(study: StudyConfig, task: str, label: str, seed: int, run_dir: Pat
         f"warmup_steps={min(100, study.steps // 10)}",
     ]
     config = resolve("tracking", sets=sets)
-    summary_path = run_dir / "summary.json"
     t0 = time.perf_counter()
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-    else:
-        ckpt = run_dir / "checkpoints"
-        resume = ckpt.exists() and any(ckpt.iterdir())
-        summary = train_lib.train(config, run_dir, resume=resume, overwrite=not resume, progress=False, plot=False)
+    summary = sweep_lib.train_or_read_back(config, run_dir)
     lengths = summary["report"]["length_generalisation"]
     return {
         "task": task,
