@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python -m experiments study
 
 test: lint docs-check
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q --durations=30  # the 30 slowest, so every CI log says where the time goes
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

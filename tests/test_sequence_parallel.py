@@ -27,7 +27,8 @@ WORKER = Path(__file__).resolve().parent / "workers" / "sequence_parallel.py"
 
 
 def _run(devices: int, cells: list[str]) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
         [sys.executable, str(WORKER), *cells], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )

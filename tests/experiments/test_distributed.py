@@ -28,11 +28,9 @@ SETS = ["steps=8", "batch_size=16", "checkpoint_every=4", "eval_every=4", "log_e
 
 
 def _env(devices: int | None) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    """The suite's environment (its XLA_FLAGS included, tests/conftest.py) on `devices` forced CPU devices."""
+    flags = os.environ.get("XLA_FLAGS", "") + (f" --xla_force_host_platform_device_count={devices}" if devices else "")
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags.strip()}
 
 
 def _train(experiment: str, workdir: Path, *flags: str, sets=(), host_devices: int = 1, ok: bool = True) -> str:

@@ -53,7 +53,8 @@ def _cmd(workdir: Path, resume: bool, steps: int) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "XLA_FLAGS": ONE_THREAD, "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD}".strip()
+    return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
 
 
 def _last_logged_step(workdir: Path) -> int:
