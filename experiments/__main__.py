@@ -151,6 +151,12 @@ def _tracking(args) -> int:
         cfg = dataclasses.replace(cfg, mixers=tuple(args.mixers))
     if args.tasks:
         cfg = dataclasses.replace(cfg, tasks=tuple(args.tasks))
+    if args.seeds:
+        cfg = dataclasses.replace(cfg, seeds=tuple(args.seeds))
+    if args.steps is not None:
+        if args.steps < 1:
+            raise config_lib.ConfigError(f"--steps: expected a positive number of training steps, got {args.steps}")
+        cfg = dataclasses.replace(cfg, steps=args.steps)
     study.run(cfg, args.workdir or f"runs/tracking{'-smoke' if args.smoke else ''}")
     return 0
 
@@ -255,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--smoke", action="store_true", help="the tiny grid the test suite runs")
     tr.add_argument("--mixers", nargs="+", help="only these mixers (labels of experiments/tracking_study.py's MIXERS)")
     tr.add_argument("--tasks", nargs="+", choices=["parity", "mod3", "s3", "s5"], help="only these tasks")
+    tr.add_argument("--seeds", type=int, nargs="+", help="the seeds (default: the study's)")
+    tr.add_argument("--steps", type=int, help="training steps of every run (default: the study's)")
     tr.add_argument("--workdir", help="run folder (default runs/tracking, runs/tracking-smoke)")
     tr.set_defaults(fn=_tracking)
 

@@ -25,6 +25,16 @@ def train_or_read_back(config: Any, run_dir: Path) -> dict[str, Any]:
     latest checkpoint when an earlier attempt was interrupted."""
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
+        # a finished run is read back only for the config it ran: a study rerun with other settings in the
+        # same folder must not report old runs as new ones (unfinished ones are checked the same way on resume)
+        saved = json.loads((run_dir / "config.json").read_text())
+        asked = json.loads(json.dumps(config_lib.to_dict(config)))  # as config.json holds it: tuples as lists
+        diff = train_lib.config_diff(saved, asked, saved_in="finished run")
+        if diff:
+            raise config_lib.ConfigError(
+                f"{run_dir} holds a run of another config ({'; '.join(diff)}); "
+                "use another --workdir for these settings, or delete that run to train it again"
+            )
         return json.loads(summary_path.read_text())
     ckpt = run_dir / "checkpoints"
     resume = ckpt.exists() and any(ckpt.iterdir())

@@ -212,9 +212,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
-def _config_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def config_diff(saved: dict[str, Any], current: dict[str, Any], saved_in: str = "checkpoint") -> list[str]:
+    """`"key: <saved_in> old, now new"` for every key whose value differs between two configs' dicts."""
     keys = sorted(set(saved) | set(current))
-    return [f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+    return [f"{k}: {saved_in} {saved.get(k)!r}, now {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
 
 
 def prepare_run_folder(workdir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -316,7 +317,7 @@ def _train(config, workdir, *, resume, overwrite, stop_after, max_nonfinite, pro
         _truncate_metrics(metrics_path, 0)
     elif resume:
         meta = ckpt.read_meta(step)
-        diff = _config_diff(meta["config"], cfg_dict)
+        diff = config_diff(meta["config"], cfg_dict)
         if diff:
             ckpt.close()
             raise config_lib.ConfigError(

@@ -4,6 +4,7 @@ smoke runs of both studies with resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -13,6 +14,7 @@ import pytest
 
 from experiments import mnist1d, tracking_study
 from experiments.backbone import Backbone, parse_cell_options, parse_layers
+from experiments.config import ConfigError
 from experiments.tasks.tracking import WordProblem
 
 
@@ -73,6 +75,9 @@ def test_tracking_study_smoke_and_resume(tmp_path):
     assert (tmp_path / "tracking.png").stat().st_size > 0
     again = tracking_study.run(tracking_study.SMOKE, tmp_path, progress=False)  # read back, not retrained
     assert again["table"] == result["table"]
+    other = dataclasses.replace(tracking_study.SMOKE, steps=4)  # the same folders, another config: refused
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(.*steps: finished run 3, now 4"):
+        tracking_study.run(other, tmp_path, progress=False)
     assert tracking_study.slug("gated_deltaproduct n=2 [-1,1]") == "gated_deltaproduct-n2-neg"
 
 
