@@ -54,8 +54,11 @@ def _check(result: dict, cells: list[str], devices: int) -> None:
     "devices", [pytest.param(2, marks=pytest.mark.slow), 4, pytest.param(8, marks=pytest.mark.slow)]
 )
 def test_sharded_time_axis_equals_one_device(devices):
-    """Every linear cell (the parallel scan's summaries)."""
-    _check(_run(devices, LINEAR), LINEAR, devices)
+    """The linear cells (the parallel scan's summaries): in `make test` one per kind of transition (minGRU:
+    real, one per unit; the LRU: complex; S6: input-dependent, one per unit and state dimension), every one
+    under `-m slow`."""
+    cells = LINEAR if devices != 4 else ["mingru", "lru", "s6"]
+    _check(_run(devices, cells), cells, devices)
 
 
 @pytest.mark.parametrize(
