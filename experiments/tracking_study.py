@@ -92,6 +92,7 @@ SMOKE = StudyConfig(
     test_lengths=(8, 16),
     batch_size=8,
     steps=3,
+    seeds=(0,),
 )
 
 
