@@ -1,18 +1,20 @@
 """Shared fixtures. float64 tests run inside `jax.enable_x64(True)` so x64 never leaks.
 
-The suite compiles with XLA's CPU backend at optimisation level 0 (`SUITE_XLA_FLAGS`, set here
-before JAX starts its backend and passed on to every subprocess a test starts): the same HLO
-programs, with LLVM spending less time optimising their machine code. The tests hold one
-computation to another, not speed, and most of their time is XLA compiling small programs: level
-0 took the contract's checks of two cells from 127 s to 93 s (2026-12-08). The benchmarks, the
-experiments and `make demo` compile at XLA's default level.
+The suite compiles for speed of compilation (`SUITE_XLA_FLAGS`, set here before JAX starts its
+backend and passed on to every subprocess a test starts): XLA's CPU backend at optimisation level 0
+(LLVM spends less time on the machine code) and its older elemental emitters for fusions instead of
+the MLIR fusion emitters. The HLO programs are the same; the tests hold one computation to another,
+not speed, and most of their time is XLA compiling small programs. Measured on 2026-12-08 (2-core
+AMD EPYC): the contract's checks of two cells 127 s -> 93 s at level 0; RWKV-7's wrapper check
+17.1 s -> 8.8 s with the elemental emitters beside it. The benchmarks, the experiments and
+`make demo` compile with XLA's defaults.
 """
 
 from __future__ import annotations
 
 import os
 
-SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
 
 import jax  # noqa: E402  (after XLA_FLAGS: the backend reads them once, when it starts)
