@@ -112,3 +112,18 @@ def test_links_into_the_docs_exist():
     assert links
     for link in links:
         assert (ROOT / link).exists(), link
+
+
+def test_tracking_tables_are_the_committed_study():
+    """docs/tracking.md's tables are the study's own table of its committed rows (docs/tracking-study.json,
+    the `tracking.json` of `python -m experiments tracking`), and results.md quotes its headline rows."""
+    from experiments import tracking_study
+
+    rows = json.loads((ROOT / "docs" / "tracking-study.json").read_text())
+    table = tracking_study.markdown_table(rows, tracking_study.StudyConfig())
+    assert table in (ROOT / "docs" / "tracking.md").read_text()
+    parity = _table_after(table, r"^\*\*parity\*\*")
+    assert len(parity) == 2 + len(tracking_study.StudyConfig().mixers)
+    assert _table_after(RESULTS_PAGE, r"^## What can each recurrence track") == parity
+    study = tracking_study.StudyConfig()
+    assert len(rows) == len(study.mixers) * len(study.tasks) * len(study.seeds)  # the whole default study
