@@ -6,7 +6,8 @@ backend and passed on to every subprocess a test starts): XLA's CPU backend at o
 the MLIR fusion emitters. The HLO programs are the same; the tests hold one computation to another,
 not speed, and most of their time is XLA compiling small programs. Measured on 2026-12-08 (2-core
 AMD EPYC): the contract's checks of two cells 127 s -> 93 s at level 0; RWKV-7's wrapper check
-17.1 s -> 8.8 s with the elemental emitters beside it. The benchmarks, the experiments and
+17.1 s -> 8.8 s with the elemental emitters beside it (both runs beside one training run). The
+benchmarks, the experiments and
 `make demo` compile with XLA's defaults.
 """
 
